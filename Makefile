@@ -1,0 +1,101 @@
+# ModelService operator — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PY_SOURCES := operator runtime tests bench hack
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- set-up ------------------------------------------------------------------------------------
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras
+
+$(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/install-python.sh
+	@hack/install-python.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the tests use (prometheus, promtool, lua5.1, wrk)
+	@hack/install-system-deps.sh
+
+.PHONY: tools
+tools: ## Build (or reuse from the cache) the pinned control-plane binaries
+	@hack/control-plane-build.sh >/dev/null
+
+# --- local control plane -----------------------------------------------------------------------
+
+.PHONY: cluster-up
+cluster-up: tools ## Start etcd, kube-apiserver, controller-manager, scheduler and a KWOK node
+	@hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its state
+	@hack/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Show what the local control plane runs and whether it answers
+	@hack/cluster.sh status
+
+# --- quality -----------------------------------------------------------------------------------
+
+.PHONY: lint
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+
+.PHONY: fmt
+fmt: install ## Apply ruff's formatter and autofixes
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+	$(BIN)/ruff format $(PY_SOURCES)
+
+.PHONY: typecheck
+typecheck: install ## mypy on both packages
+	$(BIN)/mypy operator/aiops_operator runtime/aiops_runtime
+
+.PHONY: test
+test: install system-deps tools lint ## Everything CI runs: lint, unit and integration tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Only the tests that need no control plane or external server
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+# --- the product -------------------------------------------------------------------------------
+
+.PHONY: demo
+demo: install tools ## The main job: the whole loop on the local control plane
+	@hack/demo.sh
+
+.PHONY: crds
+crds: install ## Regenerate crds/ from the operator's pydantic models
+	$(BIN)/aiops-operator generate-crd > crds/modelservices.aiops-quality.io.yaml
+
+.PHONY: e2e-kind
+e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)
+	@hack/e2e-kind.sh
+
+# --- benchmarks (print a final JSON line; compare ratios within one run) ------------------------
+
+.PHONY: bench-runtime
+bench-runtime: install system-deps ## Runtime throughput/latency vs floor, seed design and MLServer
+	$(BIN)/python bench/runtime_bench.py
+
+.PHONY: bench-drift
+bench-drift: install ## Drift detector quality (false alarms, detection delay) and cost
+	$(BIN)/python bench/drift_bench.py
+
+.PHONY: bench-operator
+bench-operator: install tools ## Operator reconcile latency and convergence for N ModelServices
+	$(BIN)/python bench/operator_bench.py
+
+.PHONY: clean
+clean: cluster-down ## Remove .venv and local state (the binary cache stays)
+	rm -rf $(VENV) .cluster .pytest_cache .ruff_cache .mypy_cache

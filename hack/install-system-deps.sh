@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and benchmarks use, only when something is missing.
+#   prometheus, promtool  - real Prometheus for scrape/PromQL tests and `promtool test rules`
+#   lua5.1                - runs Argo CD's health script for ModelService
+#   wrk                   - the load generator of `make bench-runtime`
+#   openssl               - certificates of the local control plane
+set -euo pipefail
+
+declare -A package_of=(
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [lua5.1]=lua5.1
+  [wrk]=wrk
+  [openssl]=openssl
+)
+
+missing=()
+for cmd in "${!package_of[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${package_of[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo ">> installing Debian packages: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# --no-install-recommends keeps the Prometheus package from pulling in a web UI toolchain.
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""ModelService operator (Kopf)."""

@@ -1,0 +1,1 @@
+"""ModelService inference runtime (FastAPI, scikit-learn, drift detection)."""

@@ -1,0 +1,121 @@
+"""Every setting the runtime reads, with its type, default and a one-line description.
+
+Environment variables carry no prefix so the seed runbook's names (``DRIFT_P_THRESHOLD``) keep
+working. The README's settings table is checked against this module by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Detector = Literal["mmd", "ks", "mmd-online", "lsdd-online"]
+Engine = Literal["native", "alibi"]
+ModelFormat = Literal["skops", "joblib"]
+
+
+class DriftConfig(BaseModel):
+    """Drift settings that may change while the runtime runs (the mounted ConfigMap's file).
+
+    Field aliases are the ModelService's ``spec.drift`` names, so the operator can write the
+    file straight from the spec.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    detector: Detector = Field("mmd", description="Statistical test run on each window.")
+    engine: Engine = Field("native", description="Implementation of the mmd test.")
+    p_value_threshold: float = Field(
+        0.05, gt=0, lt=1, alias="pValueThreshold", description="Drift when p-value < this."
+    )
+    window_size: int = Field(
+        200, ge=10, le=100_000, alias="windowSize", description="Rows in each tested window."
+    )
+    check_every: int = Field(
+        100, ge=1, le=100_000, alias="checkEvery", description="New rows between two checks."
+    )
+    consecutive: int = Field(
+        2, ge=1, le=100, description="Flagged checks in a row that raise one drift event."
+    )
+    permutations: int = Field(
+        100, ge=10, le=10_000, description="Permutations of the mmd test's p-value."
+    )
+
+
+class RuntimeSettings(BaseSettings):
+    """The runtime's configuration, read from the environment (and CLI flags that override it)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
+    log_level: str = Field("INFO", description="Minimum level of the JSON log lines.")
+
+    model_name: str = Field("model", description="Name shown in logs, metrics and /drift.")
+    model_version: str = Field("", description="Version label of the served model (free text).")
+    model_dir: Path | None = Field(
+        None, description="Directory written by `aiops-runtime train` (uses its manifest.json)."
+    )
+    model_uri: str = Field(
+        "", description="Model artifact: file://, http:// or https:// (ignored with MODEL_DIR)."
+    )
+    model_sha256: str = Field("", description="Expected sha256 of the model artifact (hex).")
+    model_format: ModelFormat = Field(
+        "skops", description="skops (safe) or joblib (executes code on load; needs opt-in)."
+    )
+    model_allow_pickle: bool = Field(
+        False, description="Allow joblib/pickle artifacts. They execute code when loaded."
+    )
+    reference_uri: str = Field("", description="Reference sample (.npy) for drift detection.")
+    reference_sha256: str = Field("", description="Expected sha256 of the reference sample.")
+    download_timeout_s: float = Field(
+        30.0, gt=0, description="Timeout for fetching http(s) artifacts."
+    )
+
+    max_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Most rows one /predict request may carry."
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
+    )
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="Longest a request waits to be scored with others."
+    )
+
+    drift_enabled: bool = Field(True, description="Run drift detection in the background.")
+    drift_detector: Detector = Field("mmd", description="Initial drift test (see DriftConfig).")
+    drift_engine: Engine = Field(
+        "native", description="mmd implementation: native (NumPy) or alibi (alibi-detect)."
+    )
+    drift_p_threshold: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        validation_alias=AliasChoices("DRIFT_P_THRESHOLD", "drift_p_threshold"),
+        description="Initial p-value threshold (the seed runbook's name).",
+    )
+    drift_window_size: int = Field(200, ge=10, description="Initial rows per tested window.")
+    drift_check_every: int = Field(100, ge=1, description="Initial new rows between checks.")
+    drift_consecutive: int = Field(2, ge=1, description="Initial flagged checks per event.")
+    drift_permutations: int = Field(100, ge=10, description="Permutations of the mmd test.")
+    drift_config_file: Path | None = Field(
+        None, description="JSON file with live drift settings (a mounted ConfigMap); reloaded."
+    )
+    drift_reload_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the drift config file is checked for changes."
+    )
+
+    def initial_drift_config(self) -> DriftConfig:
+        """The drift settings given by the environment, before any config file is read."""
+        return DriftConfig(
+            detector=self.drift_detector,
+            engine=self.drift_engine,
+            p_value_threshold=self.drift_p_threshold,
+            window_size=self.drift_window_size,
+            check_every=self.drift_check_every,
+            consecutive=self.drift_consecutive,
+            permutations=self.drift_permutations,
+        )

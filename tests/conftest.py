@@ -1,0 +1,41 @@
+"""Fixtures shared by every test area: trained model artifacts and the local control plane."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "hack"))
+
+from localcluster import ClusterError, LocalCluster, temporary_cluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Artifacts of `aiops-runtime train` with the default seed, trained once per session."""
+    from aiops_runtime.train import train
+
+    out = tmp_path_factory.mktemp("model")
+    train(out, seed=42, force=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """A real local control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK).
+
+    Never skips: a test that asks for a cluster and cannot get one fails, with the logs' tail.
+    """
+    try:
+        local = temporary_cluster()
+        local.start()
+    except ClusterError as exc:
+        pytest.fail(f"the local control plane could not start: {exc}", pytrace=False)
+    try:
+        yield local
+    finally:
+        local.stop()
