@@ -16,7 +16,7 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 REQUEST_ERRORS = Counter(
-    "model_request_errors_total", "Rejected or failed /predict requests.", ["reason"]
+    "model_request_errors_total", "Requests answered with an error, by reason.", ["reason"]
 )
 BATCH_SIZE = Histogram(
     "model_batch_size_rows",

@@ -6,15 +6,19 @@ working. The README's settings table is checked against this module by a test.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Detector = Literal["mmd", "ks", "mmd-online", "lsdd-online"]
 Engine = Literal["native", "alibi"]
 ModelFormat = Literal["skops", "joblib"]
+AccessLog = Literal["off", "errors", "all"]
 
 
 class DriftConfig(BaseModel):
@@ -84,6 +88,18 @@ class RuntimeSettings(BaseSettings):
     batch_max_wait_ms: float = Field(
         2.0, ge=0, le=100, description="Longest a request waits to be scored with others."
     )
+    batch_max_rows: int = Field(
+        1024, ge=1, le=100_000, description="Most rows scored together in one model call."
+    )
+    batch_score_in_thread: bool = Field(
+        False, description="Score batches in a worker thread instead of on the event loop."
+    )
+    access_log: AccessLog = Field(
+        "errors", description="Per-request log lines: off, errors (4xx/5xx) or all (costly)."
+    )
+    log_summary_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between request summary log lines (0 turns them off)."
+    )
 
     drift_enabled: bool = Field(True, description="Run drift detection in the background.")
     drift_detector: Detector = Field("mmd", description="Initial drift test (see DriftConfig).")
@@ -119,3 +135,57 @@ class RuntimeSettings(BaseSettings):
             consecutive=self.drift_consecutive,
             permutations=self.drift_permutations,
         )
+
+
+def env_var_name(name: str, field: FieldInfo) -> str:
+    """The environment variable a RuntimeSettings field is read from."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0].upper()
+    return name.upper()
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " \\| ".join(str(arg) for arg in get_args(annotation))
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if args:
+        return " \\| ".join(_type_name(arg) for arg in args)
+    return {Path: "path"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _default_text(field: FieldInfo) -> str:
+    default = field.get_default(call_default_factory=True)
+    if default is None or default == "":
+        return "(unset)"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
+
+
+def settings_markdown() -> str:
+    """The README's settings table (env var, type, default, description), one row per field."""
+    lines = ["| Env var | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, field in RuntimeSettings.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(
+            f"| `{env_var_name(name, field)}` | {_type_name(field.annotation)} "
+            f"| `{_default_text(field)}` | {description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aiops_runtime.settings --markdown`` prints the settings table."""
+    parser = argparse.ArgumentParser(prog="python -m aiops_runtime.settings")
+    parser.add_argument("--markdown", action="store_true", help="print the README settings table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(settings_markdown())
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

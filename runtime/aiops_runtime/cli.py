@@ -1,0 +1,85 @@
+"""The ``aiops-runtime`` command: ``train`` the model, ``serve`` it over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from aiops_runtime.train import train
+
+    try:
+        result = train(args.out, seed=args.seed, force=args.force)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aiops_runtime.app import create_app
+    from aiops_runtime.logs import configure_logging
+    from aiops_runtime.settings import RuntimeSettings
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (("model_dir", args.model_dir), ("host", args.host), ("port", args.port))
+        if value is not None
+    }
+    try:
+        settings = RuntimeSettings(**overrides)
+    except ValidationError as exc:
+        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.model_name)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``aiops-runtime``."""
+    parser = argparse.ArgumentParser(prog="aiops-runtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train on the bundled breast-cancer data")
+    train.add_argument("--out", type=Path, required=True, help="directory for the artifacts")
+    train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    train.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    train.set_defaults(handler=_train)
+
+    serve = commands.add_parser(
+        "serve", help="serve the model over HTTP (settings come from the environment)"
+    )
+    serve.add_argument("--model-dir", type=Path, help="directory written by train (MODEL_DIR)")
+    serve.add_argument("--host", help="bind address (HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (PORT, default 8000)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
