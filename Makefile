@@ -75,8 +75,11 @@ demo: install tools ## The main job: the whole loop on the local control plane
 	@hack/demo.sh
 
 .PHONY: crds
-crds: install ## Regenerate crds/ from the operator's pydantic models
+crds: install ## Regenerate crds/, the chart's CRD copy and RBAC rules from the operator's code
 	$(BIN)/aiops-operator generate-crd > crds/modelservices.aiops-quality.io.yaml
+	@mkdir -p charts/aiops-operator/crds charts/aiops-operator/files
+	cp crds/modelservices.aiops-quality.io.yaml charts/aiops-operator/crds/
+	$(BIN)/aiops-operator generate-rbac > charts/aiops-operator/files/rbac-rules.yaml
 
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)

@@ -1,0 +1,392 @@
+"""Thin Kopf handlers: validate the spec, apply the built children, publish the status.
+
+Flow:
+- create/update/resume of a ModelService -> `reconcile`: validate with spec.py, build children
+  with manifests.py, server-side apply them, remember the outcome, publish status.
+- events of the children (labelled managed-by=aiops-operator, selected server-side) ->
+  `on_child_event`: a Deployment event refreshes the status (no polling); a child that was
+  deleted or edited away from its desired state is applied again.
+Status is written only by `publish_status`, serialised per ModelService and computed by the pure
+functions in status.py from the latest Deployment seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import kopf
+from pydantic import ValidationError
+
+from aiops_operator import manifests
+from aiops_operator.kube import PLURALS, ApiError, KubeClient, load_connection
+from aiops_operator.manifests import Children, Owner, RenderOptions
+from aiops_operator.settings import OperatorSettings
+from aiops_operator.spec import (
+    GROUP,
+    KIND,
+    NAME_MAX_LENGTH,
+    PLURAL,
+    VERSION,
+    ModelServiceSpec,
+    validation_message,
+)
+from aiops_operator.status import (
+    Problem,
+    derive_conditions,
+    merge_conditions,
+    now_rfc3339,
+    replica_counts,
+)
+
+Key = tuple[str, str]  # (namespace, name) of a ModelService
+API_VERSION = f"{GROUP}/{VERSION}"
+# (apiVersion, plural) of every child kind the operator watches.
+CHILD_RESOURCES = [(api_version, PLURALS[kind]) for api_version, kind in manifests.CHILD_KINDS]
+MANAGED = {manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY}
+
+
+@dataclass
+class Outcome:
+    """What the last reconcile of one ModelService decided."""
+
+    generation: int
+    uid: str
+    problem: Problem | None = None
+    spec: ModelServiceSpec | None = None
+    children: Children | None = None
+
+    def desired(self, kind: str) -> dict[str, Any] | None:
+        """The desired manifest of one child kind, if this outcome wants one."""
+        if self.children is None:
+            return None
+        return next((m for m in self.children.apply if m["kind"] == kind), None)
+
+    def unwanted(self, kind: str) -> bool:
+        """Whether a child of this kind should not exist."""
+        return self.children is not None and any(k == kind for _, k in self.children.absent)
+
+
+@dataclass
+class State:
+    """In-memory knowledge of the operator; rebuilt from watches and resume handlers on start."""
+
+    config: OperatorSettings = field(default_factory=lambda: OperatorSettings())
+    kube: KubeClient | None = None
+    outcomes: dict[Key, Outcome] = field(default_factory=dict)
+    modelservices: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    present: dict[tuple[Key, str], bool] = field(default_factory=dict)
+    locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    servicemonitors: tuple[float, bool] | None = None
+
+    def client(self) -> KubeClient:
+        """The API client (created at startup)."""
+        if self.kube is None:
+            raise kopf.TemporaryError("the API client is not ready yet", delay=1)
+        return self.kube
+
+    def forget(self, key: Key) -> None:
+        """Drop everything about a deleted ModelService."""
+        for store in (self.outcomes, self.modelservices, self.deployments, self.locks):
+            store.pop(key, None)
+        for kind_key in [k for k in self.present if k[0] == key]:
+            del self.present[kind_key]
+
+
+STATE = State()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Kopf settings and the API client; see settings.py for what is configurable."""
+    config = STATE.config
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Only warnings and errors become Kubernetes Events: one Event per reconcile of 1000
+    # ModelServices would double the API traffic for nothing a person reads.
+    settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = config.request_timeout_s
+    if config.worker_limit:
+        settings.queueing.worker_limit = config.worker_limit
+    for api_version, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[api_version, plural] = manifests.MANAGED_SELECTOR
+    STATE.kube = KubeClient(
+        load_connection(),
+        field_manager=config.field_manager,
+        timeout_s=config.request_timeout_s,
+    )
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Same credentials for Kopf's watches and our client (in-cluster, else KUBECONFIG)."""
+    return load_connection()
+
+
+@kopf.on.cleanup()
+async def close_client(**_: Any) -> None:
+    """Close the API client's HTTP session."""
+    if STATE.kube is not None:
+        await STATE.kube.close()
+
+
+async def servicemonitors_available() -> bool:
+    """Whether monitoring.coreos.com/v1 servicemonitors is served (cached for discovery_ttl_s)."""
+    cached = STATE.servicemonitors
+    if cached is not None and time.monotonic() - cached[0] < STATE.config.discovery_ttl_s:
+        return cached[1]
+    available = await STATE.client().serves("monitoring.coreos.com/v1", "servicemonitors")
+    STATE.servicemonitors = (time.monotonic(), available)
+    return available
+
+
+def render_options(servicemonitor_available: bool) -> RenderOptions:
+    """Operator settings that shape the children."""
+    config = STATE.config
+    return RenderOptions(
+        port=config.runtime_port,
+        uid=config.runtime_uid,
+        progress_deadline_seconds=config.progress_deadline_seconds,
+        servicemonitor_available=servicemonitor_available,
+    )
+
+
+def _validate(name: str, spec: dict[str, Any]) -> ModelServiceSpec:
+    if len(name) > NAME_MAX_LENGTH:
+        raise kopf.PermanentError(f"metadata.name is longer than {NAME_MAX_LENGTH} characters")
+    return ModelServiceSpec.model_validate(dict(spec))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def remember_modelservice(
+    type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> None:
+    """Keep the latest ModelService metadata/status for status merging; forget deleted ones."""
+    key = (namespace or "", name)
+    if type == "DELETED":
+        STATE.forget(key)
+        return
+    STATE.modelservices[key] = {
+        "uid": body.metadata.uid,
+        "generation": body.metadata.get("generation", 1),
+        "deleting": body.metadata.get("deletionTimestamp") is not None,
+        "status": dict(body.get("status") or {}),
+    }
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    retry: int,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Bring the children in line with the spec, then report status."""
+    namespace = namespace or ""
+    key = (namespace, name)
+    generation = int(meta.get("generation", 1))
+    STATE.modelservices.setdefault(
+        key, {"uid": uid, "generation": generation, "deleting": False, "status": {}}
+    )
+    try:
+        ms = _validate(name, dict(spec))
+    except (ValidationError, kopf.PermanentError) as exc:
+        await _give_up(key, body, uid, generation, Problem("InvalidSpec", _message(exc)))
+    owner = Owner(name=name, namespace=namespace, uid=uid, generation=generation)
+    available = await _discover_or_retry(retry)
+    children = manifests.build_children(owner, ms, render_options(available))
+    problem = None
+    if ms.monitoring.scrape == "servicemonitor" and not available:
+        problem = Problem(
+            "ServiceMonitorUnavailable",
+            "monitoring.scrape is servicemonitor but the monitoring.coreos.com/v1 ServiceMonitor"
+            " CRD is not installed; install the Prometheus Operator CRDs or use scrape: auto",
+            blocking=False,
+        )
+        children.apply[:] = [m for m in children.apply if m["kind"] != "ServiceMonitor"]
+    STATE.outcomes[key] = Outcome(generation, uid, problem, ms, children)
+    await _apply_children(key, body, uid, generation, children, retry, logger)
+    await publish_status(key)
+
+
+async def _discover_or_retry(retry: int) -> bool:
+    try:
+        return await servicemonitors_available()
+    except (TimeoutError, ApiError, OSError) as exc:
+        raise kopf.TemporaryError(f"API discovery failed: {exc}", delay=_backoff(retry)) from exc
+
+
+def _message(exc: Exception) -> str:
+    return validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+
+
+def _backoff(retry: int) -> float:
+    """1, 2, 4 ... 60 seconds: transient API trouble never turns into a retry storm."""
+    return float(min(60, 2**retry))
+
+
+async def _apply_children(
+    key: Key,
+    body: kopf.Body,
+    uid: str,
+    generation: int,
+    children: Children,
+    retry: int,
+    logger: kopf.Logger,
+) -> None:
+    client = STATE.client()
+    results = await asyncio.gather(
+        *(client.apply(m) for m in children.apply), return_exceptions=True
+    )
+    for manifest, result in zip(children.apply, results, strict=True):
+        if isinstance(result, ApiError) and result.permanent:
+            reason = f"{manifest['kind']}Rejected"
+            await _give_up(key, body, uid, generation, Problem(reason, result.message))
+        if isinstance(result, BaseException):
+            raise kopf.TemporaryError(
+                f"applying {manifest['kind']} failed: {result}", delay=_backoff(retry)
+            )
+        if manifest["kind"] == "Deployment":
+            _remember_applied_deployment(key, generation, result)
+    for api_version, kind in children.absent:
+        if STATE.present.get((key, kind)):
+            await client.delete(api_version, kind, key[0], key[1])
+            logger.info(f"deleted {kind} that the spec no longer asks for")
+
+
+def _remember_applied_deployment(key: Key, generation: int, deployment: dict[str, Any]) -> None:
+    """Use the apply answer unless a watch event already told us about this generation."""
+    cached = STATE.deployments.get(key)
+    annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
+    if annotations.get(manifests.GENERATION_ANNOTATION) != str(generation):
+        STATE.deployments[key] = deployment
+
+
+async def _give_up(
+    key: Key, body: kopf.Body, uid: str, generation: int, problem: Problem
+) -> NoReturn:
+    """Report a spec the operator cannot serve and stop retrying it until the spec changes."""
+    previous = STATE.outcomes.get(key)
+    keep = previous if previous is not None and previous.uid == uid else None
+    STATE.outcomes[key] = Outcome(
+        generation,
+        uid,
+        problem,
+        spec=keep.spec if keep else None,
+        children=keep.children if keep else None,
+    )
+    await publish_status(key)
+    kopf.warn(body, reason=problem.reason, message=problem.message)
+    raise kopf.PermanentError(f"{problem.reason}: {problem.message}")
+
+
+def build_status(key: Key) -> dict[str, Any] | None:
+    """The status patch for one ModelService from what the operator knows now."""
+    ms, outcome = STATE.modelservices.get(key), STATE.outcomes.get(key)
+    if ms is None or outcome is None or ms["uid"] != outcome.uid:
+        return None
+    deployment = STATE.deployments.get(key)
+    if deployment is not None and not _owned_by(deployment, outcome.uid):
+        deployment = None
+    previous = ms["status"].get("conditions")
+    conditions = derive_conditions(outcome.generation, deployment, outcome.problem)
+    status: dict[str, Any] = {
+        "observedGeneration": outcome.generation,
+        "conditions": merge_conditions(previous, conditions, now_rfc3339()),
+        **replica_counts(deployment),
+    }
+    applied = outcome.problem is None or not outcome.problem.blocking
+    if outcome.spec is not None and applied:
+        name, namespace = key[1], key[0]
+        status["endpoint"] = f"http://{name}.{namespace}.svc:{STATE.config.runtime_port}"
+        status["modelDigest"] = f"sha256:{outcome.spec.model.sha256}"
+        status["drift"] = {"pValueThreshold": outcome.spec.drift.p_value_threshold}
+    return status
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+async def publish_status(key: Key) -> None:
+    """Write the status if it changed (serialised per ModelService, merge patch)."""
+    async with STATE.locks[key]:
+        status = build_status(key)
+        ms = STATE.modelservices.get(key)
+        if status is None or ms is None or ms["deleting"]:
+            return
+        if manifests.is_subset(status, ms["status"]):
+            return
+        try:
+            await STATE.client().patch_status(API_VERSION, KIND, key[0], key[1], status)
+        except ApiError as err:
+            if err.status == 404:  # deleted meanwhile
+                return
+            raise
+        ms["status"] = {**ms["status"], **status}
+
+
+def _owner_key(body: kopf.Body, namespace: str) -> Key | None:
+    instance = (body.metadata.labels or {}).get(manifests.LABEL_INSTANCE)
+    return (namespace, instance) if instance else None
+
+
+async def on_child_event(
+    type: str, body: kopf.Body, namespace: str | None, logger: kopf.Logger, **_: Any
+) -> None:
+    """Track a child; restore it if deleted or edited; refresh status on Deployment changes."""
+    key = _owner_key(body, namespace or "")
+    if key is None:
+        return
+    kind = body.get("kind") or ""
+    STATE.present[(key, kind)] = type != "DELETED"
+    if kind == "Deployment":
+        if type == "DELETED":
+            STATE.deployments.pop(key, None)
+        else:
+            STATE.deployments[key] = dict(body)
+    await _restore_if_needed(key, kind, type, body, logger)
+    if kind == "Deployment":
+        await publish_status(key)
+
+
+async def _restore_if_needed(
+    key: Key, kind: str, type: str | None, body: kopf.Body, logger: kopf.Logger
+) -> None:
+    ms, outcome = STATE.modelservices.get(key), STATE.outcomes.get(key)
+    if ms is None or outcome is None or ms["deleting"] or ms["uid"] != outcome.uid:
+        return
+    client = STATE.client()
+    if outcome.unwanted(kind) and type != "DELETED" and _owned_by(dict(body), outcome.uid):
+        await client.delete(body["apiVersion"], kind, key[0], key[1])
+        return
+    desired = outcome.desired(kind)
+    if desired is None:
+        return
+    if type != "DELETED" and manifests.is_subset(desired, dict(body)):
+        return
+    try:
+        await client.apply(desired)
+    except ApiError as err:
+        logger.warning(f"could not restore {kind} {key[1]}: {err}")
+        return
+    logger.info(f"restored {kind} {key[1]} to the ModelService's desired state")
+
+
+for _api_version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_api_version, _plural, labels=MANAGED)(on_child_event)

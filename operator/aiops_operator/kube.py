@@ -1,0 +1,195 @@
+"""A small async Kubernetes client: server-side apply, delete, status patch and discovery.
+
+Built on aiohttp (already Kopf's HTTP stack) and Kopf's own credential loaders, so the operator
+carries no generated client models. Server-side apply with a fixed field manager and `force`
+makes every reconcile idempotent and takes fields back from whoever edited them by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import kopf
+
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "ServiceMonitor": "servicemonitors",
+    "ModelService": "modelservices",
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server, with its Status reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying the same request cannot succeed (the object itself is rejected)."""
+        return self.status in (400, 404, 409, 422)
+
+
+def load_connection() -> kopf.ConnectionInfo:
+    """Credentials the way kubectl finds them: in-cluster service account, else KUBECONFIG."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings)
+    info = info or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no in-cluster service account and no kubeconfig found")
+    return info
+
+
+def resource_path(
+    api_version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """REST path of a collection or object (core group under /api, others under /apis)."""
+    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{name}"
+    if subresource is not None:
+        path += f"/{subresource}"
+    return path
+
+
+def object_path(manifest: dict[str, Any]) -> str:
+    """REST path of the object a manifest describes."""
+    meta = manifest["metadata"]
+    return resource_path(
+        manifest["apiVersion"], PLURALS[manifest["kind"]], meta.get("namespace"), meta["name"]
+    )
+
+
+class KubeClient:
+    """One aiohttp session to one API server. Create and use it inside the running event loop."""
+
+    def __init__(
+        self,
+        connection: kopf.ConnectionInfo | None = None,
+        *,
+        field_manager: str = "aiops-operator",
+        timeout_s: float = 30.0,
+        max_connections: int = 100,
+    ) -> None:
+        self._connection = connection or load_connection()
+        self._field_manager = field_manager
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._connection.as_ssl_context(), limit=self._max_connections
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._connection.as_http_headers(),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; returns the JSON answer or raises ApiError. Re-logs in once on 401."""
+        for attempt in range(2):
+            session = self._open()
+            data = None if body is None else json.dumps(body)
+            headers = {"Content-Type": content_type} if body is not None else {}
+            url = self._connection.server.rstrip("/") + path
+            async with session.request(
+                method, url, data=data, headers=headers, params=params
+            ) as resp:
+                text = await resp.text()
+                if resp.status == 401 and attempt == 0:
+                    # Bound tokens rotate: read the credentials again and retry once.
+                    await self.close()
+                    self._connection = load_connection()
+                    continue
+                if resp.status >= 400:
+                    raise _api_error(resp.status, text)
+                return json.loads(text) if text else {}
+        raise AssertionError("unreachable")
+
+    async def apply(self, manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply `manifest` as this client's field manager; returns the live object."""
+        params = {"fieldManager": self._field_manager, "force": "true" if force else "false"}
+        return await self.request(
+            "PATCH",
+            object_path(manifest),
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+            params=params,
+        )
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Plain POST of a new object (used by the benchmark's floor and by tests)."""
+        meta = manifest["metadata"]
+        path = resource_path(manifest["apiVersion"], PLURALS[manifest["kind"]], meta["namespace"])
+        return await self.request("POST", path, body=manifest)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object; False when it was already gone."""
+        path = resource_path(api_version, PLURALS[kind], namespace, name)
+        try:
+            await self.request("DELETE", path, body={"propagationPolicy": "Background"})
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch of the status subresource (only the keys given change)."""
+        path = resource_path(api_version, PLURALS[kind], namespace, name, "status")
+        return await self.request(
+            "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
+        )
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery)."""
+        try:
+            answer = await self.request("GET", resource_path(api_version, "").rstrip("/"))
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in answer.get("resources", []))
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return ApiError(status, "Unknown", text[:500])
+    return ApiError(status, answer.get("reason", "Unknown"), answer.get("message", text[:500]))

@@ -1,0 +1,72 @@
+"""Every setting the operator reads, with its type, default and a one-line description.
+
+Environment variables carry the prefix AIOPS_OPERATOR_ (e.g. AIOPS_OPERATOR_NAMESPACES). The
+README's table is rendered by `settings_table()` (`aiops-operator settings-table`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AIOPS_OPERATOR_"
+
+
+class OperatorSettings(BaseSettings):
+    """The operator's configuration, read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore")
+
+    namespaces: str = Field(
+        default="", description="Comma-separated namespaces to serve; empty serves all namespaces."
+    )
+    liveness_endpoint: str = Field(
+        default="http://0.0.0.0:8080/healthz",
+        description="Kopf liveness probe URL the operator listens on; empty disables it.",
+    )
+    log_format: str = Field(default="json", description="Log format: json, plain or full.")
+    verbose: bool = Field(default=False, description="Log at DEBUG level (Kopf's --verbose).")
+    field_manager: str = Field(
+        default="aiops-operator", description="Server-side apply field manager of every child."
+    )
+    runtime_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Container and Service port of the runtime (http).",
+    )
+    runtime_uid: int = Field(
+        default=10001, ge=1, description="UID/GID the runtime runs as (non-root, as in its image)."
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="Deployment progressDeadlineSeconds; past it, Degraded is True.",
+    )
+    discovery_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long the ServiceMonitor CRD discovery result is cached.",
+    )
+    worker_limit: int = Field(
+        default=0, ge=0, description="Most ModelServices handled at once; 0 means no limit."
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Timeout of one Kubernetes API request made by the operator.",
+    )
+
+    def namespace_list(self) -> list[str]:
+        """The namespaces to serve, or [] for all of them."""
+        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+
+def settings_table() -> str:
+    """A Markdown table of every setting: env var, default, description."""
+    lines = ["| Environment variable | Default | Description |", "| --- | --- | --- |"]
+    for name, field in OperatorSettings.model_fields.items():
+        default = field.default
+        shown = f"`{default}`" if default not in ("", None) else "(empty)"
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines) + "\n"
