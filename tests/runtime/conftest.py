@@ -1,0 +1,71 @@
+"""Fixtures of the runtime tests: settings on the trained artifacts, an in-process client and a
+real uvicorn server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aiops_runtime.settings import RuntimeSettings
+from tests.runtime.runtime_helpers import LiveServer, app_client
+
+# Settings the environment of the test run must not leak into the runtime under test.
+_RUNTIME_ENV = {name.upper() for name in RuntimeSettings.model_fields} | {"DRIFT_P_THRESHOLD"}
+
+
+@pytest.fixture(autouse=True)
+def _clean_runtime_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _RUNTIME_ENV & set(os.environ):
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_settings(trained_model_dir: Path) -> Callable[..., RuntimeSettings]:
+    """Settings serving the session's trained model; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> RuntimeSettings:
+        base: dict[str, Any] = {
+            "model_dir": trained_model_dir,
+            "drift_enabled": False,
+            "log_summary_interval_s": 0,
+        }
+        return RuntimeSettings(**{**base, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def model_copy(trained_model_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained artifacts that a test may tamper with."""
+    target = tmp_path / "model"
+    shutil.copytree(trained_model_dir, target)
+    return target
+
+
+@pytest.fixture
+async def client(make_settings: Callable[..., RuntimeSettings]) -> AsyncIterator[httpx.AsyncClient]:
+    """A ready runtime on the trained model, drift off."""
+    async with app_client(make_settings()) as c:
+        assert c.app.state.runtime.ready  # type: ignore[attr-defined]
+        yield c
+
+
+@pytest.fixture(scope="module")
+def live_server(trained_model_dir: Path) -> Iterator[LiveServer]:
+    """A real HTTP server on the trained model (drift off), shared by a module's tests."""
+    settings = RuntimeSettings(
+        model_dir=trained_model_dir, drift_enabled=False, log_summary_interval_s=0
+    )
+    with LiveServer(settings) as server:
+        yield server
