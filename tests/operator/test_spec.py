@@ -1,0 +1,74 @@
+"""The pydantic models accept the shipped example and reject what the CRD rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from aiops_operator.spec import ModelServiceSpec, validation_message
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO_ROOT / "examples" / "modelservice.yaml"
+INVALID = sorted((REPO_ROOT / "examples" / "invalid").glob("*.yaml"))
+
+
+def expected_field(path: Path) -> str:
+    """The `# expect: <field>` line of an invalid example."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# expect:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{path.name} has no '# expect:' line")
+
+
+def test_example_is_a_valid_spec_with_the_documented_defaults() -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    spec = ModelServiceSpec.model_validate(doc["spec"])
+    assert spec.model.format == "skops"
+    assert spec.drift.p_value_threshold == 0.05
+    assert spec.desired_replicas == 1
+
+
+def test_minimal_spec_gets_runtime_defaults() -> None:
+    spec = ModelServiceSpec.model_validate(
+        {"image": "img:1", "model": {"uri": "file:///m.skops", "sha256": "a" * 64}}
+    )
+    assert spec.drift.runtime_config() == {
+        "detector": "mmd",
+        "pValueThreshold": 0.05,
+        "windowSize": 200,
+        "checkEvery": 100,
+        "consecutive": 2,
+    }
+    assert spec.monitoring.scrape == "auto"
+    assert spec.replicas is None
+    assert spec.desired_replicas == 1
+
+
+def test_there_are_at_least_15_invalid_examples() -> None:
+    assert len(INVALID) >= 15
+
+
+# metadata.name rules live in the CRD only (the spec model has no name).
+INVALID_SPECS = [p for p in INVALID if expected_field(p).startswith("spec.")]
+
+
+@pytest.mark.parametrize("path", INVALID_SPECS, ids=lambda p: p.stem)
+def test_invalid_example_is_rejected_by_the_models_too(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    field = expected_field(path)
+    with pytest.raises(ValidationError) as info:
+        ModelServiceSpec.model_validate(doc["spec"])
+    message = validation_message(info.value)
+    leaf = field.rsplit(".", 1)[-1]
+    assert leaf in message, message
+
+
+def test_unknown_fields_are_rejected() -> None:
+    with pytest.raises(ValidationError) as info:
+        ModelServiceSpec.model_validate(
+            {"image": "i", "model": {"uri": "file:///m", "sha256": "a" * 64}, "replica": 2}
+        )
+    assert "spec.replica" in validation_message(info.value)
