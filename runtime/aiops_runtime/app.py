@@ -184,7 +184,8 @@ def _log_request(
     }
     if error is not None:
         fields.update(reason=error.reason, field=error.field)
-        level = logging.ERROR if status >= 500 else logging.INFO
+        # A client mistake is routine (INFO); not ready is the operator's concern (WARNING).
+        level = {500: logging.ERROR, 503: logging.WARNING}.get(status, logging.INFO)
         access_log.log(level, "Request rejected", extra=fields)
     else:
         access_log.info("Request served", extra=fields)
