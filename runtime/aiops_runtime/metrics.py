@@ -30,5 +30,10 @@ DRIFT_WINDOW_FILL = Gauge(
     "model_drift_window_fill", "Rows in the drift window (up to the window size)."
 )
 DRIFT_ACTIVE = Gauge("model_drift_active", "1 while a drift event is active, else 0.")
+DRIFT_CHECK_DURATION = Histogram(
+    "model_drift_check_duration_seconds",
+    "Time one drift check takes in the background worker (never on the request path).",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 MODEL_INFO = Info("model", "The served model: name, version, sha256 digest, format.")
 MODEL_READY = Gauge("model_ready", "1 when the model is loaded and its digests verified.")

@@ -1,0 +1,313 @@
+"""Statistical tests that compare a window of recent rows with the reference sample.
+
+Every detector works on standardized features (the monitor standardizes with the reference's
+mean and standard deviation). Two engines implement the ``mmd`` test:
+
+- ``native``: NumPy/SciPy, Apache-2.0 like the rest of the runtime. Gaussian kernel, bandwidth by
+  the median heuristic on the reference, unbiased MMD², permutation p-value. The reference-reference
+  kernel is computed once; a check costs one window-by-reference kernel and one matrix product.
+- ``alibi``: alibi-detect's ``MMDDrift`` (Business Source License 1.1 from 0.11.5 on). It is
+  imported only when selected, so the native engine never loads alibi-detect, TensorFlow or PyTorch.
+
+``mmd-online`` and ``lsdd-online`` are alibi-detect's ERT-calibrated online detectors; ``ks`` is a
+per-feature Kolmogorov-Smirnov test with a Bonferroni correction.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import stats
+
+from aiops_runtime.settings import DriftConfig
+
+ALIBI_MODULE = "alibi_detect"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test's outcome. ``p_value`` is None for online detectors, which decide by threshold."""
+
+    p_value: float | None
+    statistic: float
+    drift: bool | None = None
+    threshold: float | None = None
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+class WindowDetector(Protocol):
+    """A two-sample test of a window against the reference (both standardized)."""
+
+    name: str
+    engine: str
+
+    def test(self, window: np.ndarray) -> TestResult:
+        """Test the window (rows x features) against the reference."""
+        ...
+
+
+class OnlineDetector(Protocol):
+    """A detector that consumes rows one by one and keeps its own state."""
+
+    name: str
+    engine: str
+
+    def update(self, rows: np.ndarray) -> TestResult:
+        """Feed the new rows (in arrival order); report the state after the last one."""
+        ...
+
+
+def alibi_available() -> bool:
+    """Whether alibi-detect is installed (checked without importing it)."""
+    return importlib.util.find_spec(ALIBI_MODULE) is not None
+
+
+def sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise squared Euclidean distances between the rows of ``a`` and ``b``."""
+    a_sq = np.einsum("ij,ij->i", a, a)
+    b_sq = np.einsum("ij,ij->i", b, b)
+    dist = a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
+    # Rounding can make tiny distances negative; a kernel of exp(+x) would exceed 1.
+    np.maximum(dist, 0.0, out=dist)
+    return dist
+
+
+def median_heuristic_gamma(reference: np.ndarray) -> float:
+    """``1 / (2 sigma^2)`` with ``sigma^2 = median squared distance / 2`` over reference pairs.
+
+    The same bandwidth alibi-detect infers from the reference (lower median of the pairs), so
+    the two engines test with one kernel.
+    """
+    dist = sq_distances(reference, reference)
+    pairs = dist[np.triu_indices(len(reference), k=1)]
+    median = float(np.partition(pairs, (len(pairs) - 1) // 2)[(len(pairs) - 1) // 2])
+    return 1.0 / median if median > 0 else 1.0
+
+
+class NativeMMD:
+    """Permutation MMD test in NumPy, with the reference part of the kernel matrix cached."""
+
+    name = "mmd"
+    engine = "native"
+
+    def __init__(
+        self, reference: np.ndarray, permutations: int = 100, seed: int | None = None
+    ) -> None:
+        """Precompute the bandwidth and the reference-reference kernel (zero diagonal)."""
+        if len(reference) < 2:
+            raise ValueError("the mmd test needs at least 2 reference rows")
+        self.reference = np.ascontiguousarray(reference, dtype=np.float64)
+        self.permutations = permutations
+        self.gamma = median_heuristic_gamma(self.reference)
+        k_rr = np.exp(-self.gamma * sq_distances(self.reference, self.reference))
+        np.fill_diagonal(k_rr, 0.0)
+        self._k_rr = k_rr
+        self._rng = np.random.default_rng(seed)
+
+    def test(self, window: np.ndarray) -> TestResult:
+        """Unbiased MMD² of window vs reference and its permutation p-value."""
+        window = np.ascontiguousarray(window, dtype=np.float64)
+        n_ref, n_win = len(self.reference), len(window)
+        if n_win < 2:
+            raise ValueError("the mmd test needs at least 2 window rows")
+        kernel = self._joint_kernel(window)
+        row_sums = kernel.sum(axis=1)
+        total = float(row_sums.sum())
+        observed = _mmd2_from_sums(
+            total,
+            float(row_sums[n_ref:].sum()),
+            float(kernel[n_ref:, n_ref:].sum()),
+            n_ref,
+            n_win,
+        )
+        # Each permutation draws which n_win of the pooled rows play the window. With an indicator
+        # matrix P (permutations x pooled rows), the window-window sums are diag(P K P^T): one
+        # matrix product for all permutations instead of a Python loop.
+        n_all = n_ref + n_win
+        order = np.argpartition(self._rng.random((self.permutations, n_all)), n_win, axis=1)
+        chosen = np.zeros((self.permutations, n_all))
+        np.put_along_axis(chosen, order[:, :n_win], 1.0, axis=1)
+        s_yy = np.einsum("ij,ij->i", chosen @ kernel, chosen)
+        r_y = chosen @ row_sums
+        permuted = _mmd2_from_sums(total, r_y, s_yy, n_ref, n_win)
+        # Counting the observed statistic among the permutations keeps the p-value valid (> 0).
+        p_value = (1.0 + float(np.count_nonzero(permuted >= observed))) / (self.permutations + 1)
+        return TestResult(p_value=p_value, statistic=float(observed))
+
+    def _joint_kernel(self, window: np.ndarray) -> np.ndarray:
+        n_ref = len(self.reference)
+        k_wr = np.exp(-self.gamma * sq_distances(window, self.reference))
+        k_ww = np.exp(-self.gamma * sq_distances(window, window))
+        np.fill_diagonal(k_ww, 0.0)
+        n_all = n_ref + len(window)
+        kernel = np.empty((n_all, n_all))
+        kernel[:n_ref, :n_ref] = self._k_rr
+        kernel[n_ref:, :n_ref] = k_wr
+        kernel[:n_ref, n_ref:] = k_wr.T
+        kernel[n_ref:, n_ref:] = k_ww
+        return kernel
+
+
+def _mmd2_from_sums(
+    total: float, window_row_sum: Any, window_pair_sum: Any, n_ref: int, n_win: int
+) -> Any:
+    """Unbiased MMD² from kernel sums (zero diagonal): total, window rows, window-window block.
+
+    With T the sum of all entries, R the sum of the window's rows and S_yy its block,
+    S_xy = R - S_yy and S_xx = T - 2R + S_yy.
+    """
+    s_xy = window_row_sum - window_pair_sum
+    s_xx = total - 2.0 * window_row_sum + window_pair_sum
+    return (
+        s_xx / (n_ref * (n_ref - 1))
+        + window_pair_sum / (n_win * (n_win - 1))
+        - 2.0 * s_xy / (n_ref * n_win)
+    )
+
+
+class KSBonferroni:
+    """Per-feature two-sample Kolmogorov-Smirnov tests; p-value = min p x features (capped at 1)."""
+
+    name = "ks"
+    engine = "native"
+
+    def __init__(self, reference: np.ndarray) -> None:
+        """Keep the (standardized) reference."""
+        self.reference = np.asarray(reference, dtype=np.float64)
+
+    def test(self, window: np.ndarray) -> TestResult:
+        """The Bonferroni-corrected minimum p-value over features."""
+        result = stats.ks_2samp(self.reference, window, axis=0)
+        p_values = np.atleast_1d(result.pvalue)
+        p_min = float(np.nanmin(p_values)) if np.isfinite(p_values).any() else 1.0
+        return TestResult(
+            p_value=min(1.0, p_min * self.reference.shape[1]),
+            statistic=float(np.nanmax(np.atleast_1d(result.statistic))),
+        )
+
+
+class SupportCheck:
+    """Counts window rows outside the reference's support; catches bursts of one odd vector.
+
+    A row is outside when its distance to the nearest reference row exceeds every reference row's
+    distance to its own nearest neighbour. For a new in-distribution row that happens with
+    probability about 1/(n_ref + 1), so the count in a window is compared with that binomial.
+    Duplicates are counted: a burst of one out-of-range vector is many rows outside the support,
+    while a burst of one typical vector is none.
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        """Compute the largest nearest-neighbour distance inside the reference."""
+        self.reference = np.asarray(reference, dtype=np.float64)
+        dist = sq_distances(self.reference, self.reference)
+        np.fill_diagonal(dist, np.inf)
+        self.radius_sq = float(dist.min(axis=1).max())
+        self.rate = 1.0 / (len(self.reference) + 1)
+
+    def outside(self, window: np.ndarray) -> int:
+        """How many window rows lie outside the reference's support."""
+        nearest = sq_distances(window, self.reference).min(axis=1)
+        return int(np.count_nonzero(nearest > self.radius_sq))
+
+    def p_value(self, outside: int, rows: int) -> float:
+        """P(at least ``outside`` of ``rows`` in-distribution rows are outside the support)."""
+        if outside <= 0:
+            return 1.0
+        return float(stats.binom.sf(outside - 1, rows, self.rate))
+
+
+class AlibiMMD:
+    """alibi-detect's MMDDrift on the standardized reference (imported on first use)."""
+
+    name = "mmd"
+    engine = "alibi"
+
+    def __init__(self, reference: np.ndarray, permutations: int = 100) -> None:
+        """Build MMDDrift with its default Gaussian kernel and bandwidth from the reference."""
+        from alibi_detect.cd import MMDDrift
+
+        self._detector = MMDDrift(
+            np.asarray(reference, dtype=np.float32),
+            backend=alibi_backend(),
+            p_val=0.05,
+            n_permutations=permutations,
+            configure_kernel_from_x_ref=True,
+        )
+
+    def test(self, window: np.ndarray) -> TestResult:
+        """alibi-detect's permutation p-value (its own threshold is ignored; ours decides)."""
+        if len(window) < 2:
+            # MMDDrift divides by n(n-1) for the window and raises ZeroDivisionError on one row.
+            raise ValueError("the mmd test needs at least 2 window rows")
+        p_value, mmd2, _ = self._detector.score(np.asarray(window, dtype=np.float32))
+        return TestResult(p_value=float(p_value), statistic=float(mmd2))
+
+
+class AlibiOnline:
+    """alibi-detect's MMDDriftOnline or LSDDDriftOnline, calibrated by expected run time (ERT)."""
+
+    engine = "alibi"
+
+    def __init__(self, name: str, reference: np.ndarray, config: DriftConfig) -> None:
+        """Configure thresholds so a false alarm comes every ``check_every / threshold`` rows."""
+        from alibi_detect.cd import LSDDDriftOnline, MMDDriftOnline
+
+        cls = MMDDriftOnline if name == "mmd-online" else LSDDDriftOnline
+        self.name = name
+        self.ert = config.check_every / config.p_value_threshold
+        self._detector = cls(
+            np.asarray(reference, dtype=np.float32),
+            ert=self.ert,
+            window_size=min(config.window_size, max(2, len(reference) // 4)),
+            backend=alibi_backend(),
+            # alibi-detect asks for many more bootstrap samples than the ERT; capped for startup.
+            n_bootstraps=min(50_000, max(1000, math.ceil(10 * self.ert))),
+            verbose=False,
+        )
+
+    def update(self, rows: np.ndarray) -> TestResult:
+        """Feed rows one by one; drift if any of them crossed the threshold."""
+        drift = False
+        statistic, threshold = 0.0, None
+        for row in np.asarray(rows, dtype=np.float32):
+            out = self._detector.predict(row, return_test_stat=True)["data"]
+            drift = drift or bool(out["is_drift"])
+            statistic, threshold = float(out["test_stat"]), float(out["threshold"])
+        return TestResult(p_value=None, statistic=statistic, drift=drift, threshold=threshold)
+
+
+def alibi_backend() -> str:
+    """The installed alibi-detect backend: TensorFlow if present, else PyTorch."""
+    if importlib.util.find_spec("tensorflow") is not None:
+        return "tensorflow"
+    return "pytorch"
+
+
+def effective_engine(config: DriftConfig) -> str:
+    """Which implementation runs: ``engine`` matters only for mmd; ks is native, online alibi."""
+    if config.detector == "mmd":
+        return config.engine
+    return "native" if config.detector == "ks" else "alibi"
+
+
+def needs_alibi(config: DriftConfig) -> bool:
+    """Whether the configuration runs alibi-detect code."""
+    return effective_engine(config) == "alibi"
+
+
+def build_detector(
+    config: DriftConfig, reference: np.ndarray, seed: int | None = None
+) -> WindowDetector | OnlineDetector:
+    """The detector the configuration names, on the standardized reference."""
+    if config.detector == "ks":
+        return KSBonferroni(reference)
+    if config.detector == "mmd" and config.engine == "native":
+        return NativeMMD(reference, config.permutations, seed=seed)
+    if config.detector == "mmd":
+        return AlibiMMD(reference, config.permutations)
+    return AlibiOnline(config.detector, reference, config)

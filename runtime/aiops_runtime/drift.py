@@ -1,0 +1,414 @@
+"""Drift monitoring off the request path: a ring buffer of recent rows and a background worker.
+
+``append`` (the request path) copies rows into a fixed-size ring buffer under a lock held only for
+that copy. A daemon thread wakes when ``check_every`` new rows have arrived, copies the last
+``window_size`` rows out, releases the lock and runs the test on features standardized with the
+reference's mean and standard deviation, so a slow test never delays a request.
+
+Each check's p-value combines two tests (weighted Bonferroni, so the false-flag rate per check stays
+at most the threshold): the detector on the window's *distinct* rows (exact duplicates, such as a
+client resending one sample, say nothing about a distribution and would fake a drift), and a count
+of rows outside the reference's support (duplicates counted, so a burst of one out-of-range vector
+is caught). A drift *event* is raised when ``consecutive`` checks in a row flag; it clears after a
+clean check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from aiops_runtime import metrics
+from aiops_runtime.detectors import (
+    OnlineDetector,
+    SupportCheck,
+    TestResult,
+    WindowDetector,
+    alibi_available,
+    build_detector,
+    effective_engine,
+    needs_alibi,
+)
+from aiops_runtime.settings import DriftConfig
+
+log = logging.getLogger("aiops_runtime.drift")
+
+CHECK_MESSAGE = "Drift detection result"
+# Share of the per-check false-flag budget given to the distribution test; the support count
+# gets the rest. The support count is rare under no drift, so it needs only a small share.
+DETECTOR_WEIGHT = 0.9
+SUPPORT_WEIGHT = 0.1
+# Fewer distinct rows than this and the distribution test is skipped (the support count still runs).
+MIN_DISTINCT_ROWS = 10
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RingBuffer:
+    """The last ``capacity`` rows, written by the request path and read by the worker."""
+
+    def __init__(self, capacity: int, features: int) -> None:
+        """An empty buffer of ``capacity`` rows of ``features`` floats."""
+        self.capacity = capacity
+        self.features = features
+        self._rows = np.zeros((capacity, features))
+        self._total = 0
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        """Rows appended since the buffer was made (including those already overwritten)."""
+        return self._total
+
+    def append(self, rows: np.ndarray) -> int:
+        """Copy rows in (the oldest fall out); returns the new total. O(rows) under the lock."""
+        n = len(rows)
+        if n > self.capacity:
+            rows, skipped = rows[-self.capacity :], n - self.capacity
+        else:
+            skipped = 0
+        with self._lock:
+            start = (self._total + skipped) % self.capacity
+            end = start + len(rows)
+            if end <= self.capacity:
+                self._rows[start:end] = rows
+            else:
+                split = self.capacity - start
+                self._rows[start:] = rows[:split]
+                self._rows[: end - self.capacity] = rows[split:]
+            self._total += n
+            return self._total
+
+    def latest(self, n: int | None = None) -> tuple[np.ndarray, int]:
+        """A copy of the last ``n`` rows (default: all held), oldest first, and the total then."""
+        with self._lock:
+            total = self._total
+            held = min(total, self.capacity)
+            n = held if n is None else min(n, held)
+            end = total % self.capacity
+            start = end - n
+            if start >= 0:
+                rows = self._rows[start:end].copy()
+            else:
+                rows = np.concatenate((self._rows[start:], self._rows[:end]))
+        return rows, total
+
+    def fill(self) -> int:
+        """Rows currently held (up to the capacity)."""
+        return min(self._total, self.capacity)
+
+
+class DriftMonitor:
+    """Windowed drift detection against a reference sample, run by a background thread."""
+
+    def __init__(
+        self,
+        reference: np.ndarray,
+        config: DriftConfig,
+        *,
+        model_name: str = "model",
+        seed: int | None = None,
+    ) -> None:
+        """Standardize the reference and prepare the detector; raises ValueError on bad input."""
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
+            raise ValueError("the reference must be a finite 2-D array with at least 2 rows")
+        _require_alibi_if_needed(config)
+        self.model_name = model_name
+        self.features = reference.shape[1]
+        self.mean = reference.mean(axis=0)
+        std = reference.std(axis=0)
+        # A constant reference feature would divide by zero; leave it unscaled.
+        self.std = np.where(std > 0, std, 1.0)
+        self.reference = self.standardize(reference)
+        self._seed = seed
+        self._config = config
+        self._buffer = RingBuffer(config.window_size, self.features)
+        self._support = SupportCheck(self.reference)
+        self._detector: WindowDetector | OnlineDetector | None = None
+        self._detector_key: tuple[Any, ...] | None = None
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_check_at = config.window_size
+        self._last_checked_total = 0
+        self._streak = 0
+        self._state: dict[str, Any] = {
+            "checks": 0,
+            "checks_skipped": 0,
+            "check_errors": 0,
+            "last_p_value": None,
+            "last_check_time": None,
+            "last_check_ms": None,
+            "last_distinct_rows": None,
+            "last_outside_support": None,
+            "drift": False,
+            "drift_events": 0,
+            "last_drift_time": None,
+            "last_error": None,
+        }
+        metrics.DRIFT_THRESHOLD.set(config.p_value_threshold)
+        metrics.DRIFT_ACTIVE.set(0)
+        metrics.DRIFT_WINDOW_FILL.set(0)
+
+    @property
+    def config(self) -> DriftConfig:
+        """The drift settings in force."""
+        return self._config
+
+    def standardize(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in units of the reference's standard deviations from its mean."""
+        return (np.asarray(rows, dtype=np.float64) - self.mean) / self.std
+
+    def append(self, rows: np.ndarray) -> None:
+        """Request path: copy rows (n x features, or one row) into the window; never waits."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[1] != self.features:
+            raise ValueError(f"expected rows of {self.features} features, got shape {rows.shape}")
+        total = self._buffer.append(rows)
+        if total >= self._next_check_at:
+            self._wake.set()
+
+    def start(self) -> None:
+        """Start the background worker (a daemon thread); idempotent."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="drift-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker and wait for it (a running check finishes first)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def update_config(self, config: DriftConfig) -> None:
+        """Apply new settings live. Fields not set explicitly in ``config`` keep their values.
+
+        The window's rows survive (a smaller window keeps the newest). A detector, engine or
+        permutations change rebuilds the detector and restarts the consecutive-flags count.
+        An alibi configuration without alibi-detect installed is refused (logged, not raised).
+        """
+        changes = {name: getattr(config, name) for name in config.model_fields_set}
+        with self._state_lock:
+            merged = self._config.model_copy(update=changes)
+            if merged == self._config:
+                return
+            try:
+                merged = DriftConfig.model_validate(merged.model_dump())
+                _require_alibi_if_needed(merged)
+            except ValueError as exc:
+                log.error("drift config refused, keeping the last good one: %s", exc)
+                return
+            old = self._config
+            if merged.window_size != old.window_size:
+                self._resize(merged.window_size)
+            if _detector_key(merged) != _detector_key(old):
+                self._streak = 0
+            self._config = merged
+            self._next_check_at = max(
+                self._last_checked_total + merged.check_every, merged.window_size
+            )
+        metrics.DRIFT_THRESHOLD.set(merged.p_value_threshold)
+        log.info("drift config updated", extra={"drift_config": merged.model_dump(by_alias=True)})
+        self._wake.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The detector's state: the body of GET /drift."""
+        with self._state_lock:
+            config, state = self._config, dict(self._state)
+            streak = self._streak
+        return {
+            "model": self.model_name,
+            "detector": config.detector,
+            "engine": effective_engine(config),
+            "p_value_threshold": config.p_value_threshold,
+            "window_size": config.window_size,
+            "check_every": config.check_every,
+            "consecutive": config.consecutive,
+            "permutations": config.permutations,
+            "window_fill": self._buffer.fill(),
+            "samples_seen": self._buffer.total,
+            "consecutive_flags": streak,
+            **state,
+        }
+
+    def check_now(self) -> dict[str, Any] | None:
+        """Run one check on the current window in the calling thread (tests, benchmarks)."""
+        return self._check()
+
+    def _resize(self, window_size: int) -> None:
+        rows, total = self._buffer.latest(window_size)
+        buffer = RingBuffer(window_size, self.features)
+        buffer.append(rows)
+        # Keep counting from the old total so samples_seen and the check schedule stay monotonic.
+        buffer._total = total
+        self._buffer = buffer
+
+    def run_due_checks(self) -> int:
+        """Run the check that is due, if any (the worker's step); returns how many ran."""
+        ran = 0
+        while self._buffer.total >= self._next_check_at and not self._stop.is_set():
+            self._check()
+            ran += 1
+        return ran
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            self.run_due_checks()
+
+    def _check(self) -> dict[str, Any] | None:
+        with self._state_lock:
+            config = self._config
+            buffer = self._buffer
+        window, total = buffer.latest(config.window_size)
+        if len(window) == 0:
+            return None
+        with self._state_lock:
+            arrived = total - self._last_checked_total
+            self._last_checked_total = total
+            self._next_check_at = max(total + config.check_every, config.window_size)
+        new_rows = min(arrived, len(window))
+        # Rows that arrived while a check ran are covered by this one check on the latest window.
+        skipped = max(0, arrived // config.check_every - 1)
+        started = time.perf_counter()
+        try:
+            flagged, p_value, details = self._test(config, self.standardize(window), new_rows)
+        except Exception as exc:  # a failing test must not kill the worker
+            self._record_error(exc)
+            return None
+        check_ms = (time.perf_counter() - started) * 1000
+        return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
+
+    def _test(
+        self, config: DriftConfig, window: np.ndarray, new_rows: int
+    ) -> tuple[bool, float | None, dict[str, Any]]:
+        detector = self._ensure_detector(config)
+        outside = self._support.outside(window)
+        p_support = self._support.p_value(outside, len(window))
+        details: dict[str, Any] = {"outside_support": outside, "p_value_support": p_support}
+        if hasattr(detector, "update"):
+            result: TestResult = detector.update(window[-new_rows:])
+            details["statistic"] = result.statistic
+            flagged = bool(result.drift) or p_support / SUPPORT_WEIGHT < config.p_value_threshold
+            return flagged, None, details
+        distinct = np.unique(window, axis=0)
+        details["distinct_rows"] = len(distinct)
+        p_test = 1.0
+        if len(distinct) >= MIN_DISTINCT_ROWS:
+            result = detector.test(distinct)  # type: ignore[union-attr]
+            p_test = float(result.p_value if result.p_value is not None else 1.0)
+            details["statistic"] = result.statistic
+        details["p_value_test"] = p_test
+        p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
+        return p_value < config.p_value_threshold, p_value, details
+
+    def _ensure_detector(self, config: DriftConfig) -> WindowDetector | OnlineDetector:
+        key = _detector_key(config)
+        if self._detector is None or key != self._detector_key:
+            self._detector = build_detector(config, self.reference, seed=self._seed)
+            self._detector_key = key
+        return self._detector
+
+    def _record(
+        self,
+        config: DriftConfig,
+        fill: int,
+        flagged: bool,
+        p_value: float | None,
+        details: dict[str, Any],
+        check_ms: float,
+        skipped: int,
+    ) -> dict[str, Any]:
+        now = _now_rfc3339()
+        with self._state_lock:
+            state = self._state
+            self._streak = self._streak + 1 if flagged else 0
+            event = flagged and not state["drift"] and self._streak >= config.consecutive
+            if event:
+                state["drift"] = True
+                state["drift_events"] += 1
+                state["last_drift_time"] = now
+            elif not flagged:
+                state["drift"] = False
+            state["checks"] += 1
+            state["checks_skipped"] += skipped
+            state["last_p_value"] = p_value
+            state["last_check_time"] = now
+            state["last_check_ms"] = round(check_ms, 3)
+            state["last_distinct_rows"] = details.get("distinct_rows")
+            state["last_outside_support"] = details.get("outside_support")
+            active, streak = state["drift"], self._streak
+        self._publish(flagged, p_value, fill, active, event, check_ms)
+        fields = {
+            "p_value": p_value,
+            "threshold": config.p_value_threshold,
+            "drift": flagged,
+            "drift_active": active,
+            "drift_event": event,
+            "consecutive_flags": streak,
+            "window_fill": fill,
+            "window_size": config.window_size,
+            "detector": config.detector,
+            "engine": effective_engine(config),
+            "check_ms": round(check_ms, 3),
+            **details,
+        }
+        log.info(CHECK_MESSAGE, extra=fields)
+        if event:
+            log.warning("Drift event raised", extra={"p_value": p_value, "window_fill": fill})
+        return fields
+
+    def _publish(
+        self,
+        flagged: bool,
+        p_value: float | None,
+        fill: int,
+        active: bool,
+        event: bool,
+        check_ms: float,
+    ) -> None:
+        metrics.DRIFT_CHECKS.labels(result="drift" if flagged else "no_drift").inc()
+        metrics.DRIFT_CHECK_DURATION.observe(check_ms / 1000)
+        if p_value is not None:
+            metrics.DRIFT_P_VALUE.set(p_value)
+        metrics.DRIFT_WINDOW_FILL.set(fill)
+        metrics.DRIFT_ACTIVE.set(1 if active else 0)
+        if event:
+            metrics.DRIFT_EVENTS.inc()
+
+    def _record_error(self, exc: Exception) -> None:
+        with self._state_lock:
+            self._state["check_errors"] += 1
+            self._state["last_error"] = f"{type(exc).__name__}: {exc}"
+        metrics.DRIFT_CHECKS.labels(result="error").inc()
+        log.error("drift check failed", exc_info=exc)
+
+
+def _detector_key(config: DriftConfig) -> tuple[Any, ...]:
+    # Online detectors size their own window; the windowed tests take any window.
+    online = config.detector.endswith("-online")
+    return (config.detector, config.engine, config.permutations, online and config.window_size)
+
+
+def _require_alibi_if_needed(config: DriftConfig) -> None:
+    if needs_alibi(config) and not alibi_available():
+        raise ValueError(
+            f"detector {config.detector!r} with engine {effective_engine(config)!r} needs "
+            "alibi-detect, which is not installed (install the runtime's 'alibi' extra)"
+        )
