@@ -273,7 +273,6 @@ def _start_drift(state: RuntimeState, reference: np.ndarray | None) -> None:
         log.warning("drift detection is off: no reference sample configured")
         return
     try:
-        from aiops_runtime.config_watch import watch_config_file
         from aiops_runtime.drift import DriftMonitor
 
         monitor = DriftMonitor(
@@ -286,8 +285,21 @@ def _start_drift(state: RuntimeState, reference: np.ndarray | None) -> None:
         return
     state.drift = monitor
     if settings.drift_config_file is not None:
+        _watch_drift_config(state, monitor)
+
+
+def _watch_drift_config(state: RuntimeState, monitor: Any) -> None:
+    """Follow DRIFT_CONFIG_FILE; a watcher failure leaves drift running on the env settings."""
+    settings = state.settings
+    try:
+        from aiops_runtime.config_watch import watch_config_file
+
         state.config_watcher = watch_config_file(
             settings.drift_config_file, settings.drift_reload_interval_s, monitor.update_config
+        )
+    except Exception:
+        log.exception(
+            "drift config file is not followed", extra={"path": str(settings.drift_config_file)}
         )
 
 

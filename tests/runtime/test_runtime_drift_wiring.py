@@ -1,0 +1,84 @@
+"""The app runs the drift monitor beside /predict: requests keep answering, /drift shows it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiops_runtime.settings import RuntimeSettings
+from tests.runtime.runtime_helpers import app_client, reference_rows
+
+pytestmark = pytest.mark.anyio
+
+DRIFT_KEYS = {
+    "detector",
+    "engine",
+    "p_value_threshold",
+    "window_size",
+    "check_every",
+    "consecutive",
+    "window_fill",
+    "samples_seen",
+    "checks",
+    "last_p_value",
+    "last_check_time",
+    "drift",
+    "drift_events",
+    "last_drift_time",
+}
+
+
+async def test_predict_keeps_answering_with_drift_on_and_drift_reports_checks(
+    make_settings: Callable[..., RuntimeSettings], trained_model_dir: Path
+) -> None:
+    settings = make_settings(
+        drift_enabled=True, drift_window_size=50, drift_check_every=25, drift_p_threshold=0.01
+    )
+    rows = reference_rows(trained_model_dir, 200)
+    async with app_client(settings) as client:
+        state = client.app.state.runtime  # type: ignore[attr-defined]
+        assert state.drift is not None
+        before = (await client.get("/drift")).json()
+        assert before["enabled"] is True
+        assert set(before) >= DRIFT_KEYS
+        assert before["p_value_threshold"] == 0.01
+        for start in range(0, 200, 10):
+            batch = rows[start : start + 10]
+            responses = await asyncio.gather(
+                *(client.post("/predict", json={"features": row}) for row in batch.tolist())
+            )
+            assert [r.status_code for r in responses] == [200] * len(batch)
+        for _ in range(500):
+            body = (await client.get("/drift")).json()
+            if body["checks"] >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert body["samples_seen"] == 200
+        assert body["window_fill"] == 50
+        assert body["checks"] >= 1
+        assert 0.0 <= body["last_p_value"] <= 1.0
+    assert state.drift._thread is None, "the monitor's worker is stopped on shutdown"
+
+
+async def test_drift_without_reference_is_reported_off(
+    make_settings: Callable[..., RuntimeSettings], trained_model_dir: Path
+) -> None:
+    import hashlib
+
+    model = trained_model_dir / "model.skops"
+    settings = make_settings(
+        model_dir=None,
+        model_uri=model.as_uri(),
+        model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+        drift_enabled=True,
+    )
+    async with app_client(settings) as client:
+        body = (await client.get("/drift")).json()
+        assert body["enabled"] is False
+        assert "reference" in body["reason"]
+        ok = await client.post("/predict", json={"features": np.ones(30).tolist()})
+        assert ok.status_code == 200
