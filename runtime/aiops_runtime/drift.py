@@ -3,7 +3,8 @@
 ``append`` (the request path) copies rows into a fixed-size ring buffer under a lock held only for
 that copy. A daemon thread wakes when ``check_every`` new rows have arrived, copies the last
 ``window_size`` rows out, releases the lock and runs the test on features standardized with the
-reference's mean and standard deviation, so a slow test never delays a request.
+reference's mean and standard deviation (then decorrelated with the reference's correlations), so
+a slow test never delays a request.
 
 Each check's p-value combines two tests (weighted Bonferroni, so the false-flag rate per check stays
 at most the threshold): the detector on the window's *distinct* rows (exact duplicates, such as a
@@ -45,6 +46,9 @@ DETECTOR_WEIGHT = 0.9
 SUPPORT_WEIGHT = 0.1
 # Fewer distinct rows than this and the distribution test is skipped (the support count still runs).
 MIN_DISTINCT_ROWS = 10
+# Smallest eigenvalue of the reference's correlation matrix used when whitening, relative to the
+# largest one.
+EIGENVALUE_FLOOR = 1e-2
 
 
 def _now_rfc3339() -> str:
@@ -115,25 +119,27 @@ class DriftMonitor:
         *,
         model_name: str = "model",
         seed: int | None = None,
+        detector: WindowDetector | None = None,
     ) -> None:
-        """Standardize the reference and prepare the detector; raises ValueError on bad input."""
+        """Standardize the reference and prepare the detector; raises ValueError on bad input.
+
+        ``seed`` fixes the permutations (reproducible benchmarks); ``detector`` replaces the one
+        the config names until the config's detector settings change.
+        """
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
             raise ValueError("the reference must be a finite 2-D array with at least 2 rows")
         _require_alibi_if_needed(config)
         self.model_name = model_name
         self.features = reference.shape[1]
-        self.mean = reference.mean(axis=0)
-        std = reference.std(axis=0)
-        # A constant reference feature would divide by zero; leave it unscaled.
-        self.std = np.where(std > 0, std, 1.0)
+        self.mean, self._transform = reference_transform(reference)
         self.reference = self.standardize(reference)
         self._seed = seed
         self._config = config
         self._buffer = RingBuffer(config.window_size, self.features)
         self._support = SupportCheck(self.reference)
-        self._detector: WindowDetector | OnlineDetector | None = None
-        self._detector_key: tuple[Any, ...] | None = None
+        self._detector: WindowDetector | OnlineDetector | None = detector
+        self._detector_key: tuple[Any, ...] | None = _detector_key(config) if detector else None
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -165,8 +171,8 @@ class DriftMonitor:
         return self._config
 
     def standardize(self, rows: np.ndarray) -> np.ndarray:
-        """Rows in units of the reference's standard deviations from its mean."""
-        return (np.asarray(rows, dtype=np.float64) - self.mean) / self.std
+        """Rows standardized and decorrelated with the reference (see ``reference_transform``)."""
+        return (np.asarray(rows, dtype=np.float64) - self.mean) @ self._transform
 
     def append(self, rows: np.ndarray) -> None:
         """Request path: copy rows (n x features, or one row) into the window; never waits."""
@@ -398,6 +404,27 @@ class DriftMonitor:
             self._state["last_error"] = f"{type(exc).__name__}: {exc}"
         metrics.DRIFT_CHECKS.labels(result="error").inc()
         log.error("drift check failed", exc_info=exc)
+
+
+def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and matrix A so that ``(x - mean) @ A`` is standardized and decorrelated.
+
+    Each feature is scaled by the reference's standard deviation, then rotated onto the principal
+    axes of the reference's correlation matrix and scaled to unit variance (PCA whitening). The
+    breast-cancer features are strongly correlated (radius, perimeter, area); without whitening a
+    change that breaks those relations, such as noise on every feature, hides behind the few
+    directions that carry most of the variance. Eigenvalues below 1 % of the largest are floored,
+    so near-constant directions are not blown up.
+    """
+    mean = reference.mean(axis=0)
+    std = reference.std(axis=0)
+    # A constant reference feature would divide by zero; leave it unscaled.
+    std = np.where(std > 0, std, 1.0)
+    z = (reference - mean) / std
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(z, rowvar=False))
+    floor = max(float(eigenvalues.max()) * EIGENVALUE_FLOOR, np.finfo(float).tiny)
+    whiten = eigenvectors / np.sqrt(np.maximum(eigenvalues, floor))
+    return mean, whiten / std[:, None]
 
 
 def _detector_key(config: DriftConfig) -> tuple[Any, ...]:

@@ -1,0 +1,337 @@
+"""Drift detector quality and cost, through the runtime's real DriftMonitor (no HTTP).
+
+Sampling. The breast-cancer data has 569 rows. Each stream gets its own stratified split made
+the way ``aiops_runtime.train`` makes it (``TEST_FRACTION`` held out, seed = 1000 + stream): the
+monitor's reference is that split's training part, the stream's rows come from its held-out part.
+A fresh split per stream averages over the luck of one reference, which is what a threshold's
+false-flag rate is about. Rows are drawn uniformly from the held-out part, never repeating a row
+of the current window: exact duplicates inside a window would make a no-drift window look like
+drift. Windows drawn without replacement from a pool of ~285 rows vary less than windows of fresh
+traffic, so the measured no-drift flag rate is optimistic; the false-event estimate therefore uses
+the larger of that rate and the test's nominal size (exact under exchangeability).
+
+Scenarios (change point after 200 rows): none; S1 the ten "mean" features x1.10; S2 the same x1.5;
+S3 Gaussian noise of 0.5 reference standard deviations on every feature; S4 only malignant rows;
+S5 a burst of the runbook's out-of-range vector. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+from aiops_runtime.detectors import AlibiMMD, NativeMMD, alibi_available
+from aiops_runtime.drift import DETECTOR_WEIGHT, DriftMonitor
+from aiops_runtime.settings import DriftConfig, RuntimeSettings
+from aiops_runtime.train import TEST_FRACTION
+
+ROWS_PER_DAY_AT_100RPS = 100 * 86_400
+CHANGE_POINT = 200
+OUT_OF_RANGE = np.array(
+    [
+        *(100, 150, 200, 300, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4),
+        *(1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5),
+        *(100, 120, 140, 160, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9),
+    ],
+    dtype=np.float64,
+)
+MEAN_FEATURES = slice(0, 10)
+MALIGNANT = 0  # load_breast_cancer's target: 0 = malignant, 1 = benign
+SAMPLING = (
+    "per stream a fresh stratified split like aiops_runtime.train (reference = training part); "
+    "rows drawn uniformly from the held-out part, never repeating a row of the current window"
+)
+
+
+@dataclass
+class Split:
+    """One stratified split: the monitor's reference and the stream's pool of held-out rows."""
+
+    reference: np.ndarray
+    pool: np.ndarray
+    pool_labels: np.ndarray
+
+
+def make_split(seed: int) -> Split:
+    """The split ``aiops_runtime.train`` would make with ``seed``."""
+    data = load_breast_cancer()
+    x_train, x_test, _, y_test = train_test_split(
+        data.data, data.target, test_size=TEST_FRACTION, random_state=seed, stratify=data.target
+    )
+    return Split(reference=x_train, pool=x_test, pool_labels=y_test)
+
+
+def draw_rows(pool: np.ndarray, n: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows from ``pool``, none equal to a row among the previous ``window - 1`` drawn."""
+    # A pool smaller than the window (malignant rows only) repeats as late as it can.
+    window = min(window, len(pool) - 1)
+    recent: list[int] = []
+    blocked = np.zeros(len(pool), dtype=bool)
+    out = np.empty((n, pool.shape[1]))
+    for i in range(n):
+        candidates = np.flatnonzero(~blocked)
+        pick = int(candidates[rng.integers(len(candidates))])
+        out[i] = pool[pick]
+        blocked[pick] = True
+        recent.append(pick)
+        if len(recent) >= window:
+            blocked[recent.pop(0)] = False
+    return out
+
+
+def scenario_rows(name: str, split: Split, n: int, window: int, rng: np.random.Generator) -> Any:
+    """Post-change rows of a scenario."""
+    if name == "S4":
+        return draw_rows(split.pool[split.pool_labels == MALIGNANT], n, window, rng)
+    if name == "S5":
+        return np.tile(OUT_OF_RANGE, (n, 1))
+    rows = draw_rows(split.pool, n, window, rng)
+    if name in ("S1", "S2"):
+        rows[:, MEAN_FEATURES] *= 1.10 if name == "S1" else 1.5
+    elif name == "S3":
+        rows += rng.normal(0.0, 0.5, rows.shape) * split.reference.std(axis=0)
+    return rows
+
+
+def run_stream(monitor: DriftMonitor, rows: np.ndarray) -> list[tuple[int, bool, bool]]:
+    """Feed rows one by one as requests would, running each check when due (the worker's step).
+
+    Returns (row count at the check, flagged, event raised) for each check.
+    """
+    trace: list[tuple[int, bool, bool]] = []
+    before = monitor.snapshot()["drift_events"]
+    for i, row in enumerate(rows, start=1):
+        monitor.append(row)
+        if monitor.run_due_checks():
+            snap = monitor.snapshot()
+            flagged = snap["consecutive_flags"] > 0
+            trace.append((i, flagged, snap["drift_events"] > before))
+            before = snap["drift_events"]
+    return trace
+
+
+def no_drift(config: DriftConfig, streams: int, rows_per_stream: int) -> dict[str, Any]:
+    """Per-check false-flag rate and counted false events on in-distribution streams."""
+    flags = events = checks = 0
+    per_split_rates = []
+    for seed in range(streams):
+        split = make_split(1000 + seed)
+        rng = np.random.default_rng(seed)
+        monitor = DriftMonitor(split.reference, config, seed=seed)
+        trace = run_stream(monitor, draw_rows(split.pool, rows_per_stream, config.window_size, rng))
+        stream_flags = sum(flagged for _, flagged, _ in trace)
+        per_split_rates.append(stream_flags / len(trace))
+        flags += stream_flags
+        events += sum(event for _, _, event in trace)
+        checks += len(trace)
+    return {
+        "checks": checks,
+        "flags": flags,
+        "events": events,
+        "rows": streams * rows_per_stream,
+        "per_split_rates": per_split_rates,
+    }
+
+
+def with_drift(config: DriftConfig, name: str, streams: int, horizon: int) -> dict[str, Any]:
+    """Detection probability and delay (rows after the change point until the event)."""
+    delays: list[float] = []
+    early_events = 0
+    for seed in range(streams):
+        split = make_split(2000 + seed)
+        rng = np.random.default_rng(10_000 + seed)
+        monitor = DriftMonitor(split.reference, config, seed=seed)
+        before = draw_rows(split.pool, CHANGE_POINT, config.window_size, rng)
+        after = scenario_rows(name, split, horizon, config.window_size, rng)
+        trace = run_stream(monitor, np.concatenate((before, after)))
+        early_events += sum(event for at, _, event in trace if at <= CHANGE_POINT)
+        hits = [at - CHANGE_POINT for at, _, event in trace if event and at > CHANGE_POINT]
+        delays.append(float(hits[0]) if hits else float("inf"))
+    detected = [d for d in delays if d != float("inf")]
+    median = statistics.median(delays)
+    return {
+        "detect_prob": len(detected) / streams,
+        "median_delay": None if median == float("inf") else median,
+        "events_before_change": early_events,
+    }
+
+
+def time_checks(config: DriftConfig, repeats: int) -> dict[str, Any]:
+    """Milliseconds per check: the native test alone, the whole monitor check, alibi's test."""
+    split = make_split(42)
+    monitor = DriftMonitor(split.reference, config, seed=0)
+    window = monitor.standardize(split.pool[: config.window_size])
+    native = NativeMMD(monitor.reference, config.permutations, seed=0)
+    out: dict[str, Any] = {
+        "reference_rows": len(split.reference),
+        "check_ms_native": _median_ms(lambda: native.test(window), repeats),
+    }
+    monitor.append(split.pool[: config.window_size])
+    out["check_ms_native_monitor"] = _median_ms(monitor.check_now, repeats)
+    if alibi_available():
+        started = time.perf_counter()
+        alibi = AlibiMMD(monitor.reference, config.permutations)
+        out["alibi_import_and_init_s"] = round(time.perf_counter() - started, 2)
+        out["check_ms_alibi"] = _median_ms(lambda: alibi.test(window), max(5, repeats // 10))
+    else:
+        out["check_ms_alibi"] = None
+        out["check_ms_alibi_note"] = "alibi-detect not installed (the runtime's alibi extra)"
+    return out
+
+
+def time_append(config: DriftConfig, calls: int) -> dict[str, float]:
+    """Microseconds per one-row append, idle and while the worker runs checks back to back."""
+    split = make_split(42)
+    monitor = DriftMonitor(split.reference, config, seed=0)
+    row = split.pool[0]
+    out = {"append_us_idle": _append_us(monitor, row, calls)}
+    busy = threading.Event()
+    stop = threading.Event()
+
+    def keep_checking() -> None:
+        while not stop.is_set():
+            monitor.check_now()
+            busy.set()
+
+    worker = threading.Thread(target=keep_checking, daemon=True)
+    worker.start()
+    busy.wait(10)
+    out["append_us_per_request"] = _append_us(monitor, row, calls)
+    stop.set()
+    worker.join()
+    return out
+
+
+def _append_us(monitor: DriftMonitor, row: np.ndarray, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        monitor.append(row)
+    return round((time.perf_counter() - started) / calls * 1e6, 3)
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(samples), 3)
+
+
+def nominal_size(config: DriftConfig, support_share: float = 0.0005) -> float:
+    """The no-drift flag probability of one check when windows and reference are exchangeable.
+
+    The permutation p-value (1 + c) / (B + 1) is below threshold x weight for exactly
+    ceil(threshold x weight x (B + 1) - 1) values of c out of B + 1 equally likely ranks; the
+    support count adds about ``support_share`` (binomial tail at threshold x its weight).
+    """
+    b = config.permutations
+    allowed = math.ceil(config.p_value_threshold * DETECTOR_WEIGHT * (b + 1) - 1)
+    return max(0, allowed) / (b + 1) + support_share
+
+
+def event_rate_estimates(config: DriftConfig, fpr: float, rates: list[float]) -> dict[str, float]:
+    """False events per day at 100 req/s implied by the per-check false-flag rate.
+
+    An event starts at a check that flags after a clean check and is followed by consecutive - 1
+    more flags. With checkEvery >= windowSize successive windows share no rows, so given the
+    reference the checks are independent: rate = (1 - f) f^k per check. Averaging f^k over the
+    splits instead of using the mean f accounts for references that are luckier or unluckier.
+    """
+    k = config.consecutive
+    checks_per_day = ROWS_PER_DAY_AT_100RPS / config.check_every
+    return {
+        "from_mean_rate": checks_per_day * (1 - fpr) * fpr**k,
+        "from_per_split_rates": checks_per_day * float(np.mean([(1 - f) * f**k for f in rates])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the summary JSON as the last line."""
+    defaults = RuntimeSettings().initial_drift_config()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window-size", type=int, default=defaults.window_size)
+    parser.add_argument("--check-every", type=int, default=defaults.check_every)
+    parser.add_argument("--consecutive", type=int, default=defaults.consecutive)
+    parser.add_argument("--threshold", type=float, default=defaults.p_value_threshold)
+    parser.add_argument("--no-drift-streams", type=int, default=40)
+    parser.add_argument("--no-drift-rows", type=int, default=6000)
+    parser.add_argument("--drift-streams", type=int, default=40)
+    parser.add_argument("--horizon", type=int, default=1500)
+    parser.add_argument("--scenarios", default="S1,S2,S3,S4,S5")
+    parser.add_argument("--skip-timing", action="store_true")
+    args = parser.parse_args(argv)
+    logging.getLogger("aiops_runtime.drift").setLevel(logging.ERROR)
+    config = defaults.model_copy(
+        update={
+            "window_size": args.window_size,
+            "check_every": args.check_every,
+            "consecutive": args.consecutive,
+            "p_value_threshold": args.threshold,
+        }
+    )
+    started = time.time()
+    result: dict[str, Any] = {"alpha": config.p_value_threshold}
+    quiet = no_drift(config, args.no_drift_streams, args.no_drift_rows)
+    fpr = quiet["flags"] / quiet["checks"]
+    size = nominal_size(config)
+    estimates = event_rate_estimates(config, max(fpr, size), quiet["per_split_rates"])
+    result.update(
+        {
+            "fpr_per_check": round(fpr, 4),
+            "fpr_per_check_target": round(1.2 * config.p_value_threshold, 4),
+            "fpr_per_check_nominal": round(size, 4),
+            "no_drift_checks": quiet["checks"],
+            "no_drift_requests": quiet["rows"],
+            "false_events_counted": quiet["events"],
+            "false_events_per_day_at_100rps": round(
+                quiet["events"] / quiet["rows"] * ROWS_PER_DAY_AT_100RPS, 2
+            ),
+            "false_events_per_day_at_100rps_estimated": round(estimates["from_mean_rate"], 3),
+            "false_events_per_day_at_100rps_estimated_per_split": round(
+                estimates["from_per_split_rates"], 3
+            ),
+        }
+    )
+    print(f"no drift: {json.dumps(result)}", file=sys.stderr)
+    for name in args.scenarios.split(","):
+        scored = with_drift(config, name, args.drift_streams, args.horizon)
+        result[f"detect_prob_{name}"] = scored["detect_prob"]
+        result[f"median_delay_{name}"] = scored["median_delay"]
+        result[f"events_before_change_{name}"] = scored["events_before_change"]
+        print(f"{name}: {json.dumps(scored)}", file=sys.stderr)
+    if not args.skip_timing:
+        result.update(time_checks(config.model_copy(update={"window_size": 100}), 200))
+        result.update(time_append(config, 200_000))
+    result.update(
+        {
+            "settings": config.model_dump(by_alias=True),
+            "sampling": SAMPLING,
+            "streams_per_shift": args.drift_streams,
+            "horizon_rows": args.horizon,
+            "change_point": CHANGE_POINT,
+            "cpu_count": os.cpu_count(),
+            "wall_s": round(time.time() - started, 1),
+        }
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
