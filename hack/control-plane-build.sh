@@ -3,7 +3,7 @@
 # kube-scheduler, kubectl, kwok) from the pinned wrapper modules under hack/ and caches them
 # per user, keyed by version, so every clone and every CI run reuses them.
 #
-# Prints the directory holding the binaries on its last line.
+# Prints two lines:  bin=<directory holding the binaries>  and  kwok_stages=<KWOK stage file>.
 # If KUBEBUILDER_ASSETS names a directory that already holds every binary, that one is used.
 set -euo pipefail
 
@@ -12,6 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
 
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+cache="$AIOPS_CACHE_DIR/control-plane/$CONTROL_PLANE_KEY"
+stages="$cache/kwok-stages.yaml"
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 has_all() {
   local dir=$1 b
@@ -20,42 +23,61 @@ has_all() {
   done
 }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && has_all "$KUBEBUILDER_ASSETS"; then
-  echo "$KUBEBUILDER_ASSETS"
-  exit 0
-fi
-
-dest="$AIOPS_CACHE_DIR/control-plane/$CONTROL_PLANE_KEY/bin"
-if has_all "$dest"; then
-  echo "$dest"
-  exit 0
-fi
-
-command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build the control plane" >&2; exit 1; }
-mkdir -p "$dest"
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
-started=$(date +%s)
-
-build() {  # build <module-dir> <output> <package> [ldflags]
-  local mod=$1 out=$2 pkg=$3 ldflags=${4:-}
-  [ -x "$dest/$out" ] && return 0
-  echo ">> building $out ($pkg)" >&2
-  (cd "$here/$mod" && go build -trimpath -ldflags "-s -w $ldflags" -o "$dest/$out.tmp" "$pkg")
-  mv "$dest/$out.tmp" "$dest/$out"
+need_go() {
+  command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build the control plane" >&2; exit 1; }
 }
 
-k8s_ldflags=""
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_ldflags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=${K8S_VERSION%%.*}"
-  k8s_ldflags+=" -X $p.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $p.gitTreeState=clean"
-  k8s_ldflags+=" -X $p.buildDate=1970-01-01T00:00:00Z"
-done
+# KWOK's binary carries no stages: take node-initialize, the lease heartbeat and the pod life
+# cycle from the pinned module's sources and hand them to `kwok --config`.
+write_stages() {
+  [ -s "$stages" ] && return 0
+  need_go
+  mkdir -p "$cache"
+  local src f
+  src=$(cd "$here/kwok" && go mod download sigs.k8s.io/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+           pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"
+    cat "$src/kustomize/stage/$f.yaml"
+  done > "$stages.tmp"
+  mv "$stages.tmp" "$stages"
+}
 
-build etcd etcd go.etcd.io/etcd/server/v3
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok
-for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  build k8s "$c" "k8s.io/kubernetes/cmd/$c" "$k8s_ldflags"
-done
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && has_all "$KUBEBUILDER_ASSETS"; then
+  write_stages
+  echo "bin=$KUBEBUILDER_ASSETS"
+  echo "kwok_stages=$stages"
+  exit 0
+fi
 
-echo ">> control plane binaries built in $(( $(date +%s) - started ))s into $dest" >&2
-echo "$dest"
+dest="$cache/bin"
+if ! has_all "$dest"; then
+  need_go
+  mkdir -p "$dest"
+  started=$(date +%s)
+
+  build() {  # build <module-dir> <output> <package> [ldflags]
+    local mod=$1 out=$2 pkg=$3 ldflags=${4:-}
+    [ -x "$dest/$out" ] && return 0
+    echo ">> building $out ($pkg)" >&2
+    (cd "$here/$mod" && go build -trimpath -ldflags "-s -w $ldflags" -o "$dest/$out.tmp" "$pkg")
+    mv "$dest/$out.tmp" "$dest/$out"
+  }
+
+  k8s_ldflags=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_ldflags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=${K8S_VERSION%%.*}"
+    k8s_ldflags+=" -X $p.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $p.gitTreeState=clean"
+    k8s_ldflags+=" -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+
+  build etcd etcd go.etcd.io/etcd/server/v3
+  build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    build k8s "$c" "k8s.io/kubernetes/cmd/$c" "$k8s_ldflags"
+  done
+  echo ">> control plane binaries built in $(( $(date +%s) - started ))s into $dest" >&2
+fi
+write_stages
+echo "bin=$dest"
+echo "kwok_stages=$stages"

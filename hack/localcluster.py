@@ -38,12 +38,18 @@ class ClusterError(RuntimeError):
     """The control plane could not be started or does not answer."""
 
 
-def build_binaries() -> Path:
-    """Build (or reuse from the per-user cache) the pinned binaries; return their directory."""
+def build_binaries() -> tuple[Path, Path]:
+    """Build (or reuse from the per-user cache) the pinned binaries.
+
+    Returns the directory of the binaries and the KWOK stage file.
+    """
     proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ClusterError(f"building the control plane failed:\n{proc.stderr[-4000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    found = dict(
+        line.split("=", 1) for line in proc.stdout.splitlines() if line.startswith(("bin=", "kwok"))
+    )
+    return Path(found["bin"]), Path(found["kwok_stages"])
 
 
 def free_port() -> int:
@@ -130,6 +136,7 @@ class LocalCluster:
 
     state_dir: Path
     bin_dir: Path
+    kwok_stages: Path = Path("/nonexistent")
     ports: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -261,7 +268,7 @@ class LocalCluster:
     def _reset_state(self) -> None:
         for child in ("pki", "etcd-data", "pids", "cert-dir"):
             shutil.rmtree(self.state_dir / child, ignore_errors=True)
-        for pattern in ("*.kubeconfig", "kubeconfig", "env", "ports.json", "kwok-stages.yaml"):
+        for pattern in ("*.kubeconfig", "kubeconfig", "env", "ports.json"):
             for path in self.state_dir.glob(pattern):
                 path.unlink()
         (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
@@ -345,7 +352,7 @@ class LocalCluster:
         ]
 
     def _kwok_args(self) -> list[str]:
-        stages = self.bin_dir.parent / "kwok-stages.yaml"
+        stages = self.kwok_stages
         if not stages.exists():
             raise ClusterError(f"KWOK stage definitions missing: {stages} (rebuild the cache)")
         return [
@@ -490,7 +497,8 @@ def _reap(pid: int) -> None:
 def temporary_cluster() -> LocalCluster:
     """A cluster in a fresh temporary state directory (for tests)."""
     state = Path(tempfile.mkdtemp(prefix="aiops-cluster-"))
-    return LocalCluster(state_dir=state, bin_dir=build_binaries())
+    bin_dir, stages = build_binaries()
+    return LocalCluster(state_dir=state, bin_dir=bin_dir, kwok_stages=stages)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if cluster.status()["apiserverReady"] else 1
 
     started = time.monotonic()
-    cluster = LocalCluster(state_dir=state_dir, bin_dir=build_binaries())
+    bin_dir, stages = build_binaries()
+    cluster = LocalCluster(state_dir=state_dir, bin_dir=bin_dir, kwok_stages=stages)
     try:
         cluster.start()
         cluster.smoke_deployment()
