@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     log_format = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}.get(
         config.log_format, kopf.LogFormat.FULL
     )
-    kopf.configure(verbose=config.verbose or args.verbose, log_format=log_format)
+    verbose = config.verbose or args.verbose
+    kopf.configure(verbose=verbose, log_format=log_format)
+    if not verbose:
+        # Kopf logs "Handler ... succeeded" for every watch event of every child; keep its
+        # per-object logs to warnings and errors, and the operator's own decisions at INFO.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = config.namespace_list()
     # Standalone: no peering objects to install or permit, so run one replica at a time.
     kopf.run(

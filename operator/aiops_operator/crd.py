@@ -116,8 +116,11 @@ def _collapse_any_of(node: dict[str, Any], nullable: bool) -> dict[str, Any]:
         return merged
     types = sorted(o.get("type", "") for o in non_null)
     if types == ["integer", "string"]:
+        # Exactly this anyOf is the structural form of int-or-string; string rules (a pattern)
+        # sit beside it and only apply to string values.
+        rest.update(_string_rules(non_null))
         rest["x-kubernetes-int-or-string"] = True
-        rest["anyOf"] = [{"type": "integer"}, {"type": "string", **_string_rules(non_null)}]
+        rest["anyOf"] = [{"type": "integer"}, {"type": "string"}]
         return rest
     raise ValueError(f"cannot express anyOf {options!r} in a structural schema")
 

@@ -48,6 +48,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # (apiVersion, plural) of every child kind the operator watches.
 CHILD_RESOURCES = [(api_version, PLURALS[kind]) for api_version, kind in manifests.CHILD_KINDS]
 MANAGED = {manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY}
+log = logging.getLogger("aiops_operator")
 
 
 @dataclass
@@ -192,7 +193,6 @@ async def reconcile(
     namespace: str | None,
     uid: str,
     retry: int,
-    logger: kopf.Logger,
     **_: Any,
 ) -> None:
     """Bring the children in line with the spec, then report status."""
@@ -219,7 +219,7 @@ async def reconcile(
         )
         children.apply[:] = [m for m in children.apply if m["kind"] != "ServiceMonitor"]
     STATE.outcomes[key] = Outcome(generation, uid, problem, ms, children)
-    await _apply_children(key, body, uid, generation, children, retry, logger)
+    await _apply_children(key, body, uid, generation, children, retry)
     await publish_status(key)
 
 
@@ -246,7 +246,6 @@ async def _apply_children(
     generation: int,
     children: Children,
     retry: int,
-    logger: kopf.Logger,
 ) -> None:
     client = STATE.client()
     results = await asyncio.gather(
@@ -265,7 +264,7 @@ async def _apply_children(
     for api_version, kind in children.absent:
         if STATE.present.get((key, kind)):
             await client.delete(api_version, kind, key[0], key[1])
-            logger.info(f"deleted {kind} that the spec no longer asks for")
+            log.info("deleted a child the spec no longer asks for", extra=_ref(key, kind))
 
 
 def _remember_applied_deployment(key: Key, generation: int, deployment: dict[str, Any]) -> None:
@@ -346,9 +345,7 @@ def _owner_key(body: kopf.Body, namespace: str) -> Key | None:
     return (namespace, instance) if instance else None
 
 
-async def on_child_event(
-    type: str, body: kopf.Body, namespace: str | None, logger: kopf.Logger, **_: Any
-) -> None:
+async def on_child_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
     """Track a child; restore it if deleted or edited; refresh status on Deployment changes."""
     key = _owner_key(body, namespace or "")
     if key is None:
@@ -360,14 +357,12 @@ async def on_child_event(
             STATE.deployments.pop(key, None)
         else:
             STATE.deployments[key] = dict(body)
-    await _restore_if_needed(key, kind, type, body, logger)
+    await _restore_if_needed(key, kind, type, body)
     if kind == "Deployment":
         await publish_status(key)
 
 
-async def _restore_if_needed(
-    key: Key, kind: str, type: str | None, body: kopf.Body, logger: kopf.Logger
-) -> None:
+async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.Body) -> None:
     ms, outcome = STATE.modelservices.get(key), STATE.outcomes.get(key)
     if ms is None or outcome is None or ms["deleting"] or ms["uid"] != outcome.uid:
         return
@@ -383,9 +378,14 @@ async def _restore_if_needed(
     try:
         await client.apply(desired)
     except ApiError as err:
-        logger.warning(f"could not restore {kind} {key[1]}: {err}")
+        log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
-    logger.info(f"restored {kind} {key[1]} to the ModelService's desired state")
+    log.info("restored a child to the ModelService's desired state", extra=_ref(key, kind))
+
+
+def _ref(key: Key, kind: str) -> dict[str, str]:
+    """Log fields naming a child (Kopf's JSON formatter emits `extra` fields)."""
+    return {"namespace": key[0], "modelservice": key[1], "child_kind": kind}
 
 
 for _api_version, _plural in CHILD_RESOURCES:

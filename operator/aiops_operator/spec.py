@@ -69,7 +69,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[^\s]+$"
+PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$"
 PVC_URI_RULE = f"!self.uri.startsWith('pvc://') || self.uri.matches('{PVC_URI_PATTERN}')"
 
 
@@ -286,6 +286,10 @@ class ResourceRequirements(_Model):
     )
 
 
+def _defaults(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_validate({}).model_dump(by_alias=True, exclude_none=True)
+
+
 class ModelServiceSpec(_Model):
     """Desired state: which runtime image serves which model, how many pods, and drift policy."""
 
@@ -321,16 +325,17 @@ class ModelServiceSpec(_Model):
         None, description="Scale on CPU between min and max replicas instead of a fixed count."
     )
     model: ModelSpec = Field(..., description="The model artifact to serve.")
-    # default {} lets the API server fill in (and show) every nested default.
+    # A full default lets the API server fill in (and show) the nested values; CEL rules of
+    # the object are checked against it, so `{}` would not do.
     drift: DriftSpec = Field(
         default_factory=lambda: DriftSpec.model_validate({}),
         description="Drift detection settings and reaction.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": _defaults(DriftSpec)},
     )
     monitoring: MonitoringSpec = Field(
         default_factory=lambda: MonitoringSpec.model_validate({}),
         description="Prometheus scrape configuration.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": _defaults(MonitoringSpec)},
     )
     resources: ResourceRequirements | None = Field(
         None, description="CPU/memory requests and limits of the runtime container."
