@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,3 +83,24 @@ async def test_drift_without_reference_is_reported_off(
         assert "reference" in body["reason"]
         ok = await client.post("/predict", json={"features": np.ones(30).tolist()})
         assert ok.status_code == 200
+
+
+async def test_drift_config_file_sets_and_changes_the_threshold(
+    make_settings: Callable[..., RuntimeSettings], tmp_path: Path
+) -> None:
+    config = tmp_path / "drift.json"
+    config.write_text(json.dumps({"pValueThreshold": 0.2, "windowSize": 60}))
+    settings = make_settings(
+        drift_enabled=True, drift_config_file=config, drift_reload_interval_s=0.05
+    )
+    async with app_client(settings) as client:
+        body = (await client.get("/drift")).json()
+        assert (body["p_value_threshold"], body["window_size"]) == (0.2, 60)
+        config.write_text(json.dumps({"pValueThreshold": 0.01, "windowSize": 60}))
+        for _ in range(200):
+            body = (await client.get("/drift")).json()
+            if body["p_value_threshold"] == 0.01:
+                break
+            await asyncio.sleep(0.02)
+        assert body["p_value_threshold"] == 0.01
+        assert (await client.post("/predict", json={"features": [1.0] * 30})).status_code == 200
