@@ -127,14 +127,14 @@ def run_stream(monitor: DriftMonitor, rows: np.ndarray) -> list[tuple[int, bool,
 def no_drift(config: DriftConfig, streams: int, rows_per_stream: int) -> dict[str, Any]:
     """Per-check false-flag rate and counted false events on in-distribution streams."""
     flags = events = checks = 0
-    per_split_rates = []
+    per_split: list[tuple[int, int]] = []
     for seed in range(streams):
         split = make_split(1000 + seed)
         rng = np.random.default_rng(seed)
         monitor = DriftMonitor(split.reference, config, seed=seed)
         trace = run_stream(monitor, draw_rows(split.pool, rows_per_stream, config.window_size, rng))
         stream_flags = sum(flagged for _, flagged, _ in trace)
-        per_split_rates.append(stream_flags / len(trace))
+        per_split.append((stream_flags, len(trace)))
         flags += stream_flags
         events += sum(event for _, _, event in trace)
         checks += len(trace)
@@ -143,7 +143,7 @@ def no_drift(config: DriftConfig, streams: int, rows_per_stream: int) -> dict[st
         "flags": flags,
         "events": events,
         "rows": streams * rows_per_stream,
-        "per_split_rates": per_split_rates,
+        "per_split": per_split,
     }
 
 
@@ -245,19 +245,28 @@ def nominal_size(config: DriftConfig, support_share: float = 0.0005) -> float:
     return max(0, allowed) / (b + 1) + support_share
 
 
-def event_rate_estimates(config: DriftConfig, fpr: float, rates: list[float]) -> dict[str, float]:
+def event_rate_estimates(
+    config: DriftConfig, fpr: float, counts: list[tuple[int, int]]
+) -> dict[str, float]:
     """False events per day at 100 req/s implied by the per-check false-flag rate.
 
     An event starts at a check that flags after a clean check and is followed by consecutive - 1
     more flags. With checkEvery >= windowSize successive windows share no rows, so given the
-    reference the checks are independent: rate = (1 - f) f^k per check. Averaging f^k over the
-    splits instead of using the mean f accounts for references that are luckier or unluckier.
+    reference the checks are independent: rate = (1 - f) f^k per check. Averaging over the splits
+    instead of using the mean f accounts for references that are luckier or unluckier; each
+    split's f^k is estimated without bias from its flag count X of n checks as the falling
+    factorials X^(k) / n^(k) (plugging in X / n would add the binomial noise).
     """
     k = config.consecutive
     checks_per_day = ROWS_PER_DAY_AT_100RPS / config.check_every
+
+    def power(x: int, n: int, j: int) -> float:
+        return math.prod((x - i) / (n - i) for i in range(j)) if n > j else float(x == n)
+
+    per_split = [power(x, n, k) - power(x, n, k + 1) for x, n in counts]
     return {
         "from_mean_rate": checks_per_day * (1 - fpr) * fpr**k,
-        "from_per_split_rates": checks_per_day * float(np.mean([(1 - f) * f**k for f in rates])),
+        "from_per_split_rates": checks_per_day * float(np.mean(per_split)),
     }
 
 
@@ -269,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-every", type=int, default=defaults.check_every)
     parser.add_argument("--consecutive", type=int, default=defaults.consecutive)
     parser.add_argument("--threshold", type=float, default=defaults.p_value_threshold)
-    parser.add_argument("--no-drift-streams", type=int, default=40)
-    parser.add_argument("--no-drift-rows", type=int, default=6000)
+    parser.add_argument("--no-drift-streams", type=int, default=100)
+    parser.add_argument("--no-drift-rows", type=int, default=10_000)
     parser.add_argument("--drift-streams", type=int, default=40)
     parser.add_argument("--horizon", type=int, default=1500)
     parser.add_argument("--scenarios", default="S1,S2,S3,S4,S5")
@@ -290,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = no_drift(config, args.no_drift_streams, args.no_drift_rows)
     fpr = quiet["flags"] / quiet["checks"]
     size = nominal_size(config)
-    estimates = event_rate_estimates(config, max(fpr, size), quiet["per_split_rates"])
+    estimates = event_rate_estimates(config, max(fpr, size), quiet["per_split"])
     result.update(
         {
             "fpr_per_check": round(fpr, 4),

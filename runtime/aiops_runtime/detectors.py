@@ -192,21 +192,24 @@ class KSBonferroni:
 
 
 class SupportCheck:
-    """Counts window rows outside the reference's support; catches bursts of one odd vector.
+    """Counts window rows far outside the reference's support; catches bursts of one odd vector.
 
-    A row is outside when its distance to the nearest reference row exceeds every reference row's
-    distance to its own nearest neighbour. For a new in-distribution row that happens with
-    probability about 1/(n_ref + 1), so the count in a window is compared with that binomial.
-    Duplicates are counted: a burst of one out-of-range vector is many rows outside the support,
-    while a burst of one typical vector is none.
+    A row is outside when its distance to the nearest reference row exceeds ``margin`` times the
+    largest distance of a reference row to its own nearest neighbour (margin 10 on squared
+    distances, about 3x on distances). Without the margin a new in-distribution row would be
+    outside with probability at most 1/(n_ref + 1) (exchangeability), so the count is compared
+    with that binomial; the margin makes this bound loose on purpose: the count is kept for gross
+    errors (out-of-range vectors, wrong units), which sit hundreds of times farther out, and
+    ordinary outliers of the held-out data stay inside. Duplicates are counted: a burst of one
+    out-of-range vector is many rows outside, while a burst of one typical vector is none.
     """
 
-    def __init__(self, reference: np.ndarray) -> None:
+    def __init__(self, reference: np.ndarray, margin: float = 10.0) -> None:
         """Compute the largest nearest-neighbour distance inside the reference."""
         self.reference = np.asarray(reference, dtype=np.float64)
         dist = sq_distances(self.reference, self.reference)
         np.fill_diagonal(dist, np.inf)
-        self.radius_sq = float(dist.min(axis=1).max())
+        self.radius_sq = margin * float(dist.min(axis=1).max())
         self.rate = 1.0 / (len(self.reference) + 1)
 
     def outside(self, window: np.ndarray) -> int:

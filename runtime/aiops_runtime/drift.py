@@ -287,11 +287,11 @@ class DriftMonitor:
             return None
         with self._state_lock:
             arrived = total - self._last_checked_total
+            # Check points passed while the worker was busy are covered by this one check.
+            skipped = max(0, (total - self._next_check_at) // config.check_every)
             self._last_checked_total = total
             self._next_check_at = max(total + config.check_every, config.window_size)
         new_rows = min(arrived, len(window))
-        # Rows that arrived while a check ran are covered by this one check on the latest window.
-        skipped = max(0, arrived // config.check_every - 1)
         started = time.perf_counter()
         try:
             flagged, p_value, details = self._test(config, self.standardize(window), new_rows)
