@@ -252,6 +252,8 @@ async def _apply_children(
         *(client.apply(m) for m in children.apply), return_exceptions=True
     )
     for manifest, result in zip(children.apply, results, strict=True):
+        if isinstance(result, ApiError) and result.namespace_terminating:
+            return  # the ModelService goes with its namespace; nothing to converge
         if isinstance(result, ApiError) and result.permanent:
             reason = f"{manifest['kind']}Rejected"
             await _give_up(key, body, uid, generation, Problem(reason, result.message))
@@ -378,7 +380,8 @@ async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.B
     try:
         await client.apply(desired)
     except ApiError as err:
-        log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
+        if not err.namespace_terminating:  # namespace deletion removes children: let it
+            log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
     log.info("restored a child to the ModelService's desired state", extra=_ref(key, kind))
 

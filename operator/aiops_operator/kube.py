@@ -33,6 +33,11 @@ class ApiError(Exception):
         self.message = message
 
     @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing new may be created in it."""
+        return self.status == 403 and "being terminated" in self.message
+
+    @property
     def permanent(self) -> bool:
         """Retrying the same request cannot succeed (the object itself is rejected)."""
         return self.status in (400, 404, 409, 422)

@@ -1,0 +1,71 @@
+"""Fixtures of the operator tests: the CRD installed, the operator running as its own
+ServiceAccount, and a fresh namespace that enforces Pod Security `restricted`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.operator_helpers import (
+    REPO_ROOT,
+    Kube,
+    OperatorProcess,
+    install_operator_identity,
+)
+
+
+@pytest.fixture(scope="session")
+def modelservice_crd(cluster: Any) -> None:
+    """The generated CRD, applied with kubectl and Established."""
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s",
+        "crd/modelservices.aiops-quality.io",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    cluster: Any, modelservice_crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """`aiops-operator run` under a ServiceAccount bound to exactly rbac.py's rules."""
+    kubeconfig = install_operator_identity(cluster)
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    operator = OperatorProcess(kubeconfig=kubeconfig, log_path=log, env=cluster.env)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+        forbidden = [
+            line
+            for line in operator.log_text().splitlines()
+            if "Forbidden" in line and "being terminated" not in line
+        ]
+        assert not forbidden, "the operator hit RBAC denials:\n" + "\n".join(forbidden[:5])
+
+
+@pytest.fixture
+def kube(cluster: Any, modelservice_crd: None) -> Iterator[Kube]:
+    """A fresh namespace enforcing Pod Security `restricted`; deleted afterwards."""
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl(
+        "label", "namespace", namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    try:
+        yield Kube(cluster, namespace)
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator_log(operator_process: OperatorProcess) -> Path:
+    """Path of the running operator's log file."""
+    return operator_process.log_path

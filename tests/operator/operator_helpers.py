@@ -1,0 +1,190 @@
+"""Helpers of the operator's integration tests: the operator as a real subprocess running under
+its own ServiceAccount, kubectl JSON reads, and deadline-bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from aiops_operator.rbac import cluster_role
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO_ROOT / "examples" / "modelservice.yaml"
+OPERATOR_BIN = REPO_ROOT / ".venv" / "bin" / "aiops-operator"
+OPERATOR_NAMESPACE = "aiops-system"
+OPERATOR_ACCOUNT = "aiops-operator"
+MANAGED = "app.kubernetes.io/managed-by=aiops-operator"
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def example(name: str | None = None, **spec_overrides: Any) -> dict[str, Any]:
+    """The shipped example ModelService, optionally renamed and with spec keys replaced."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    if name:
+        doc["metadata"]["name"] = name
+    doc["spec"].update(spec_overrides)
+    return doc
+
+
+def install_operator_identity(cluster: Any) -> Path:
+    """ServiceAccount + ClusterRole (rbac.py's rules, nothing more) + binding; its kubeconfig."""
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    role = cluster_role("aiops-operator-test")
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "aiops-operator-test"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "aiops-operator-test",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        ],
+    }
+    docs = yaml.safe_dump_all([role, binding])
+    cluster.kubectl("apply", "-f", "-", input=docs)
+    return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT))
+
+
+@dataclass
+class OperatorProcess:
+    """`aiops-operator run` as a subprocess with the ServiceAccount's kubeconfig."""
+
+    kubeconfig: Path
+    log_path: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the operator and wait until its liveness endpoint answers."""
+        env = {
+            **self.env,
+            "KUBECONFIG": str(self.kubeconfig),
+            "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+            "AIOPS_OPERATOR_DISCOVERY_TTL_S": "2",
+        }
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(OPERATOR_BIN), "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for("the operator's liveness endpoint", self._alive, timeout)
+
+    def _alive(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no final patches."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Kube:
+    """kubectl reads in one namespace, as JSON."""
+
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def apply(self, doc: dict[str, Any] | str) -> None:
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
+        self.cluster.kubectl("-n", self.namespace, "apply", "-f", "-", input=text)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        proc = self.cluster.kubectl(
+            "-n", self.namespace, "get", kind, name, "-o", "json", check=False
+        )
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return dict(json.loads(proc.stdout))
+
+    def list(self, kind: str, selector: str = MANAGED) -> list[dict[str, Any]]:
+        proc = self.cluster.kubectl("-n", self.namespace, "get", kind, "-l", selector, "-o", "json")
+        return list(json.loads(proc.stdout)["items"])
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check)  # type: ignore[no-any-return]
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        ms = self.get("modelservice", name) or {}
+        for cond in (ms.get("status") or {}).get("conditions") or []:
+            if cond["type"] == kind:
+                return dict(cond)
+        return None
+
+    def ready(self, name: str) -> bool:
+        cond = self.condition(name, "Ready")
+        return bool(cond and cond["status"] == "True")
+
+
+def printed_columns(table: str) -> dict[str, str]:
+    """`kubectl get` output (header + one row) as {column: value}, cut at header positions."""
+    header, row = table.splitlines()[:2]
+    names = header.split()
+    starts = [header.index(n) for n in names]
+    ends = [*starts[1:], max(len(row), len(header))]
+    return {n: row[s:e].strip() for n, s, e in zip(names, starts, ends, strict=True)}
