@@ -71,8 +71,8 @@ test-unit: install ## Only the tests that need no control plane or external serv
 # --- the product -------------------------------------------------------------------------------
 
 .PHONY: demo
-demo: install tools ## The main job: the whole loop on the local control plane
-	@hack/demo.sh
+demo: install tools ## The main job: the whole loop on the local control plane (DEMO_ARGS=--keep)
+	@hack/demo.sh $(DEMO_ARGS)
 
 .PHONY: crds
 crds: install ## Regenerate crds/, the chart's CRD copy and RBAC rules from the operator's code
