@@ -166,8 +166,11 @@ class Kube:
         proc = self.cluster.kubectl("-n", self.namespace, "get", kind, "-l", selector, "-o", "json")
         return list(json.loads(proc.stdout)["items"])
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl("-n", self.namespace, *args, check=check)  # type: ignore[no-any-return]
+    def kubectl(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = self.cluster.kubectl("-n", self.namespace, *args, check=check, input=input_text)
+        return proc  # type: ignore[no-any-return]
 
     def condition(self, name: str, kind: str) -> dict[str, Any] | None:
         ms = self.get("modelservice", name) or {}
