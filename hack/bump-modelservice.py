@@ -87,9 +87,9 @@ def bump(path: Path, manifest: dict, image: str | None) -> list[str]:
     """Rewrite the file in place; returns the changed fields (empty when already up to date)."""
     text = path.read_text()
     targets = targets_from(manifest, image)
+    new_text = rewrite(text, targets)
     before = yaml.safe_load(text)
     changed = [".".join(p) for p, value in targets.items() if str(_get(before, p)) != value]
-    new_text = rewrite(text, targets)
     # The edit is textual; check it means what we wanted and nothing else moved.
     after = yaml.safe_load(new_text)
     for target, value in targets.items():
