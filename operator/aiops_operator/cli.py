@@ -11,7 +11,7 @@ from collections.abc import Sequence
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from aiops_operator import handlers  # registers the handlers with Kopf
+    from aiops_operator import drift_handlers, handlers  # registers the handlers with Kopf
     from aiops_operator.settings import OperatorSettings
 
     config = OperatorSettings()
@@ -20,6 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.liveness is not None:
         config = config.model_copy(update={"liveness_endpoint": args.liveness})
     handlers.STATE.config = config
+    drift_handlers.register(config)
     log_format = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}.get(
         config.log_format, kopf.LogFormat.FULL
     )

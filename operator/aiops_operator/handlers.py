@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import kopf
 from pydantic import ValidationError
 
-from aiops_operator import manifests
+from aiops_operator import manifests, operator_metrics
 from aiops_operator.kube import PLURALS, ApiError, KubeClient, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.settings import OperatorSettings
@@ -185,6 +185,7 @@ async def remember_modelservice(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
+@operator_metrics.counted("reconcile")
 async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,

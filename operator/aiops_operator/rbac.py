@@ -48,6 +48,13 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
     ),
     ([""], ["events"], ["create"], "Kubernetes Events about ModelServices (Kopf posting)"),
     (
+        [""],
+        ["secrets"],
+        ["get"],
+        "retrain trigger URL/token from the Secret in spec.drift.retrain.triggerSecretRef (names"
+        " are chosen per ModelService, so resourceNames cannot narrow this rule)",
+    ),
+    (
         ["apiextensions.k8s.io"],
         ["customresourcedefinitions"],
         ["list", "watch"],

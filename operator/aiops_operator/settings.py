@@ -56,6 +56,31 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Timeout of one Kubernetes API request made by the operator.",
     )
+    drift_poll_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between two reads of each runtime's GET /drift.",
+    )
+    drift_url_pattern: str = Field(
+        default="http://{name}.{namespace}.svc:{port}",
+        description="Base URL of a runtime; {name}, {namespace}, {port} are filled in.",
+    )
+    drift_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timeout of one GET /drift or retrain trigger request.",
+    )
+    drift_backoff_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait between reads of a runtime that keeps failing.",
+    )
+    metrics_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Port of the operator's Prometheus /metrics; 0 disables it.",
+    )
 
     def namespace_list(self) -> list[str]:
         """The namespaces to serve, or [] for all of them."""

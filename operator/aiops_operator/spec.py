@@ -388,10 +388,29 @@ class DriftStatus(BaseModel):
         None, alias="lastCheckTime", description="When the runtime last checked (RFC 3339)."
     )
     drift_events: int | None = Field(
-        None, alias="driftEvents", description="Drift events the runtime has raised."
+        None, alias="driftEvents", description="Drift events the operator has seen the runtime raise."
     )
     last_drift_time: str | None = Field(
         None, alias="lastDriftTime", description="When the last drift event was raised."
+    )
+    checks: int | None = Field(None, description="Drift checks the runtime has run.")
+    runtime_drift_events: int | None = Field(
+        None,
+        alias="runtimeDriftEvents",
+        description="The runtime's own drift event counter at the last read (restarts with it).",
+    )
+    last_retrain_time: str | None = Field(
+        None, alias="lastRetrainTime", description="When the operator last triggered a retrain."
+    )
+    last_retrain_outcome: str | None = Field(
+        None,
+        alias="lastRetrainOutcome",
+        description="Outcome of the last retrain trigger: Triggered or Failed.",
+    )
+    last_retrain_message: str | None = Field(
+        None,
+        alias="lastRetrainMessage",
+        description="Detail of the last retrain trigger (pipeline created, or why it failed).",
     )
 
 

@@ -1,0 +1,154 @@
+"""Reads a runtime's drift state: `GET <base>/drift`, where the base URL comes from a pattern.
+
+The pattern is an operator setting (default `http://{name}.{namespace}.svc:{port}`, the runtime's
+Service), so an operator running on a laptop can point it at a port-forward or a local process.
+Every failure becomes a `DriftReadError` with a short kind (unreachable, http, invalid) the
+caller turns into a condition reason; nothing here raises anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+PLACEHOLDERS = frozenset({"name", "namespace", "port"})
+# The keys of GET /drift (runtime/aiops_runtime/drift.py snapshot()) the operator relies on.
+REQUIRED_KEYS = ("p_value_threshold", "checks", "drift", "drift_events")
+
+
+class DriftReadError(Exception):
+    """GET /drift failed; `kind` is unreachable, http or invalid, `message` says what happened."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def check_pattern(pattern: str) -> None:
+    """Raise ValueError unless `pattern` is an http(s) URL with only {name}, {namespace}, {port}."""
+    fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        raise ValueError(
+            f"drift URL pattern {pattern!r} uses unknown placeholders {sorted(unknown)};"
+            " allowed are {name}, {namespace} and {port}"
+        )
+    if not pattern.startswith(("http://", "https://")):
+        raise ValueError(f"drift URL pattern {pattern!r} must start with http:// or https://")
+
+
+def drift_url(pattern: str, name: str, namespace: str, port: int) -> str:
+    """The /drift URL of one ModelService's runtime."""
+    base = pattern.format(name=name, namespace=namespace, port=port)
+    return base.rstrip("/") + "/drift"
+
+
+@dataclass(frozen=True)
+class DriftReading:
+    """What a runtime reported on GET /drift."""
+
+    enabled: bool
+    threshold: float | None = None
+    last_p_value: float | None = None
+    last_check_time: str | None = None
+    checks: int = 0
+    window_fill: int = 0
+    window_size: int = 0
+    drift: bool = False
+    drift_events: int = 0
+    last_drift_time: str | None = None
+    detector: str = ""
+    reason: str = ""  # why drift detection is off, when it is
+
+
+def parse_snapshot(doc: Any) -> DriftReading:
+    """Validate a GET /drift body; raises DriftReadError("invalid") when it is not one."""
+    if not isinstance(doc, dict):
+        raise DriftReadError("invalid", "GET /drift did not answer a JSON object")
+    if doc.get("enabled") is False:
+        return DriftReading(enabled=False, reason=str(doc.get("reason") or "disabled"))
+    missing = [k for k in REQUIRED_KEYS if k not in doc]
+    if missing:
+        raise DriftReadError("invalid", f"GET /drift lacks {', '.join(missing)}")
+    try:
+        return DriftReading(
+            enabled=True,
+            threshold=_float(doc["p_value_threshold"]),
+            last_p_value=_float(doc.get("last_p_value")),
+            last_check_time=_str(doc.get("last_check_time")),
+            checks=int(doc["checks"]),
+            window_fill=int(doc.get("window_fill") or 0),
+            window_size=int(doc.get("window_size") or 0),
+            drift=bool(doc["drift"]),
+            drift_events=int(doc["drift_events"]),
+            last_drift_time=_str(doc.get("last_drift_time")),
+            detector=str(doc.get("detector") or ""),
+        )
+    except (TypeError, ValueError) as exc:
+        raise DriftReadError(
+            "invalid", f"GET /drift has a field of the wrong type: {exc}"
+        ) from None
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class DriftClient:
+    """One aiohttp session for every runtime; create and use it inside the running event loop."""
+
+    def __init__(self, pattern: str, port: int, timeout_s: float) -> None:
+        check_pattern(pattern)
+        self.pattern = pattern
+        self.port = port
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def url(self, name: str, namespace: str) -> str:
+        """The /drift URL of one ModelService."""
+        return drift_url(self.pattern, name, namespace, self.port)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP session (also used for the retrain trigger)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def read(self, name: str, namespace: str) -> DriftReading:
+        """GET the runtime's /drift; raises DriftReadError on any failure."""
+        url = self.url(name, namespace)
+        try:
+            async with self.session().get(url, headers={"Accept": "application/json"}) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise DriftReadError("http", f"GET {url} answered HTTP {resp.status}")
+        except TimeoutError:
+            raise DriftReadError("unreachable", f"GET {url} timed out") from None
+        except aiohttp.ClientError as exc:
+            raise DriftReadError("unreachable", f"GET {url} failed: {_short(exc)}") from None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise DriftReadError("invalid", f"GET {url} did not answer JSON") from None
+        return parse_snapshot(doc)
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line description of a client error (type and first line)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
