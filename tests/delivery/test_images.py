@@ -1,0 +1,126 @@
+"""Dockerfile.runtime and Dockerfile.operator: hadolint, pinned slim bases, non-root users, no
+build tools in the final stage, the example model baked in. (No container engine here: the
+images are built by CI's kaniko jobs and by `make e2e-kind`.)"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from importlib.metadata import requires
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiops_operator.settings import OperatorSettings
+from tests.delivery.delivery_helpers import OPERATOR_CHART, REPO_ROOT, run
+
+DOCKERFILES = ["Dockerfile.runtime", "Dockerfile.operator"]
+PINNED_BASE = re.compile(r"^python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$")
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (REPO_ROOT / name).read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def final_stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the last stage."""
+    steps = instructions(name)
+    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    return steps[last_from:]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_dockerfile_passes_hadolint(hadolint: Path, name: str) -> None:
+    proc = run(hadolint, "--no-color", REPO_ROOT / name, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_every_stage_uses_the_slim_base_pinned_by_digest(name: str) -> None:
+    steps = instructions(name)
+    (default,) = [rest for kw, rest in steps if kw == "ARG" and rest.startswith("PYTHON_IMAGE=")]
+    assert PINNED_BASE.match(default.split("=", 1)[1])
+    stages = [rest for kw, rest in steps if kw == "FROM"]
+    assert len(stages) == 2, "multi-stage: build, then a clean final stage"
+    assert all(stage.split()[0] == "${PYTHON_IMAGE}" for stage in stages)
+
+
+@pytest.mark.parametrize(
+    ("name", "uid"),
+    [
+        ("Dockerfile.runtime", OperatorSettings.model_fields["runtime_uid"].default),
+        (
+            "Dockerfile.operator",
+            yaml.safe_load((OPERATOR_CHART / "values.yaml").read_text())["podSecurityContext"][
+                "runAsUser"
+            ],
+        ),
+    ],
+)
+def test_final_stage_runs_as_the_non_root_uid_kubernetes_expects(name: str, uid: int) -> None:
+    users = [rest for kw, rest in final_stage(name) if kw == "USER"]
+    assert users == [f"{uid}:{uid}"]
+    assert uid != 0
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_final_stage_installs_nothing_and_copies_only_build_results(name: str) -> None:
+    steps = final_stage(name)
+    assert not [rest for kw, rest in steps if kw in {"RUN", "ADD"}]
+    copies = [rest for kw, rest in steps if kw == "COPY"]
+    assert copies
+    assert all(
+        c.startswith("--from=build /opt/venv ") or c == "--from=build /models /models"
+        for c in copies
+    )
+
+
+def test_runtime_image_bakes_the_example_model_the_example_modelservice_uses() -> None:
+    runs = " ".join(rest for kw, rest in instructions("Dockerfile.runtime") if kw == "RUN")
+    assert 'aiops-runtime train --out /models/breast-cancer --seed "$MODEL_SEED"' in runs
+    assert "ARG MODEL_SEED=42" in {
+        f"ARG {rest}" for kw, rest in instructions("Dockerfile.runtime") if kw == "ARG"
+    }
+    example = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())
+    assert example["spec"]["model"]["uri"] == "file:///models/breast-cancer/model.skops"
+    assert (
+        example["spec"]["model"]["reference"]["uri"] == "file:///models/breast-cancer/reference.npy"
+    )
+
+
+def test_native_engine_is_the_default_and_brings_no_deep_learning_framework() -> None:
+    args = {rest for kw, rest in instructions("Dockerfile.runtime") if kw == "ARG"}
+    assert "DRIFT_ENGINE=native" in args
+    runtime_requirements = " ".join(requires("aiops-runtime") or []).lower()
+    for heavy in ("torch", "tensorflow", "alibi", "keras", "jax"):
+        # Only an optional extra may bring them (the alibi build installs it explicitly).
+        assert heavy not in re.sub(r"[^;]*;\s*extra\s*==[^,]*", "", runtime_requirements), heavy
+
+
+def test_dockerignore_admits_exactly_what_the_dockerfiles_copy() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"
+    admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {
+        rest.split()[0]
+        for name in DOCKERFILES
+        for kw, rest in instructions(name)
+        if kw == "COPY" and not rest.startswith("--from")
+    }
+    assert copied == admitted
+    for path in admitted:
+        assert (REPO_ROOT / path).exists(), path
+        assert not any(fnmatch.fnmatch(path, p) for p in patterns[1:] if not p.startswith("!"))
