@@ -85,6 +85,29 @@ crds: install ## Regenerate crds/, the chart's CRD copy and RBAC rules from the 
 e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)
 	@hack/e2e-kind.sh
 
+# --- delivery: charts, images, pipeline ---------------------------------------------------------
+
+.PHONY: delivery-tools
+delivery-tools: ## Build/install pinned helm, promtool, hadolint, gitlab-ci-local into the cache
+	@hack/tools-build.sh >/dev/null
+
+.PHONY: helm
+helm: ## Build (or reuse from the cache) the pinned helm; prints its directory
+	@hack/tools-build.sh helm
+
+.PHONY: lint-charts
+lint-charts: ## helm lint both charts (the monitoring chart's dependencies cannot be fetched offline)
+	@bin=$$(hack/tools-build.sh helm | tail -n1) && $$bin/helm lint --strict charts/aiops-operator \
+	  && $$bin/helm lint charts/aiops-monitoring
+
+.PHONY: lint-dockerfiles
+lint-dockerfiles: ## hadolint both Dockerfiles
+	@bin=$$(hack/tools-build.sh hadolint | tail -n1) && $$bin/hadolint Dockerfile.runtime Dockerfile.operator
+
+.PHONY: test-delivery
+test-delivery: install system-deps tools delivery-tools ## Charts, Argo CD, Prometheus, images, CI tests
+	$(BIN)/pytest tests/delivery $(PYTEST_ARGS)
+
 # --- benchmarks (print a final JSON line; compare ratios within one run) ------------------------
 
 .PHONY: bench-runtime
