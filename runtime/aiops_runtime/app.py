@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import sklearn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -37,6 +36,7 @@ from aiops_runtime.schemas import (
     PredictResponse,
     parse_predict_body,
 )
+from aiops_runtime.scoring import default_probe, plan_scoring
 from aiops_runtime.settings import RuntimeSettings
 
 log = logging.getLogger("aiops_runtime.app")
@@ -90,17 +90,6 @@ class RuntimeState:
     drift_status: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
     config_watcher: Any = None
     stats: RequestStats = field(default_factory=RequestStats)
-
-
-def make_scorer(model: LoadedModel) -> Any:
-    """predict_proba with scikit-learn's input checks skipped (rows are validated already)."""
-    predict_proba = model.estimator.predict_proba
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return np.asarray(predict_proba(rows), dtype=np.float64)
-
-    return score
 
 
 def _request_id(request: Request) -> str:
@@ -158,7 +147,8 @@ def encode_prediction(
             "model_version": settings.model_version,
             "classes": classes,
             "predictions": [classes[i] for i in best],
-            "probabilities": proba,
+            # orjson serializes only C-contiguous arrays.
+            "probabilities": np.ascontiguousarray(proba),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
@@ -307,8 +297,10 @@ def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
     model = loaded.model
     state.model = model
     state.reference = loaded.reference
+    probe = loaded.reference if loaded.reference is not None else default_probe(model.n_features)
+    scoring = plan_scoring(model.estimator, probe, state.settings.fast_linear_scorer)
     state.batcher = MicroBatcher(
-        make_scorer(model),
+        scoring.score,
         max_rows=state.settings.batch_max_rows,
         max_wait_s=state.settings.batch_max_wait_ms / 1000,
         in_thread=state.settings.batch_score_in_thread,
@@ -333,6 +325,7 @@ def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
             "format": model.model_format,
             "n_features": model.n_features,
             "classes": model.classes,
+            "scorer": scoring.kind,
             "drift": state.drift is not None,
         },
     )

@@ -1,0 +1,70 @@
+"""The benchmark's floor: the runtime's HTTP stack and validation with a constant answer.
+
+Same FastAPI/uvicorn (uvloop, httptools) setup, same content-type, size and body checks and the
+same response encoding as ``aiops-runtime serve``; no model, batcher, metrics or drift. The
+runtime's throughput is compared with this server's.
+
+    python bench/runtime_floor.py --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from aiops_runtime.app import encode_prediction, read_predict_rows
+from aiops_runtime.errors import ApiError, error_response
+from aiops_runtime.settings import RuntimeSettings
+
+CLASSES = ["benign", "malignant"]
+
+
+def create_floor_app(settings: RuntimeSettings, n_features: int = 30) -> FastAPI:
+    """A FastAPI app whose /predict validates like the runtime and answers a constant."""
+    app = FastAPI(title="floor")
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        try:
+            rows = await read_predict_rows(request, settings, n_features)
+        except ApiError as exc:
+            return error_response(exc, request_id)
+        proba = np.full((len(rows), 2), 0.5)
+        return Response(
+            encode_prediction(request_id, settings, CLASSES, proba),
+            media_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def main() -> None:
+    """Serve the floor app on 127.0.0.1."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_floor_app(RuntimeSettings()),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
