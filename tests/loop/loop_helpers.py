@@ -1,0 +1,85 @@
+"""Helpers of the drift-loop tests: small real HTTP servers on 127.0.0.1 standing in for GitLab's
+pipeline trigger API and for a runtime's GET /drift."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Recorded:
+    """One request the fake server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+@dataclass
+class FakeServer:
+    """What a fake server answers (status, JSON body) and every request it got."""
+
+    status: int = 200
+    body: Any = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def received(self) -> list[Recorded]:
+        with self.lock:
+            return list(self.requests)
+
+
+def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length).decode() if length else ""
+            form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+            with fake.lock:
+                fake.requests.append(
+                    Recorded(self.command, self.path, dict(self.headers.items()), form)
+                )
+                status, body = fake.status, fake.body
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _answer
+        do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+            return
+
+    return Handler
+
+
+@contextmanager
+def fake_server(status: int = 200, body: Any = None) -> Iterator[FakeServer]:
+    """A threaded HTTP server on a free 127.0.0.1 port answering `status` and `body` as JSON."""
+    fake = FakeServer(status=status, body=body if body is not None else {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.port = int(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
