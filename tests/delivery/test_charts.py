@@ -256,7 +256,7 @@ def test_monitoring_templates_validate_server_side(
 
 @pytest.mark.integration
 def test_helm_install_of_the_operator_chart_creates_everything(cluster: Any, helm: Path) -> None:
-    release, namespace = "aiops", "aiops-system"
+    release, namespace = "aiops", "delivery-helm-install"
     env = cluster.env
     # The namespace enforces the "restricted" Pod Security Standard: a pod that breaks it is
     # refused at admission and the install cannot become ready.
