@@ -47,8 +47,10 @@ SUPPORT_WEIGHT = 0.1
 # Fewer distinct rows than this and the distribution test is skipped (the support count still runs).
 MIN_DISTINCT_ROWS = 10
 # Smallest eigenvalue of the reference's correlation matrix used when whitening, relative to the
-# largest one.
-EIGENVALUE_FLOOR = 1e-2
+# largest. The small eigenvalues of a 284-row estimate are too small; whitening fully with them
+# makes new rows look unlike the reference (about 1.7x the nominal false flags on i.i.d. data),
+# while a 10 % floor keeps the test near its size and still catches noise on every feature.
+EIGENVALUE_FLOOR = 0.1
 
 
 def _now_rfc3339() -> str:
@@ -413,8 +415,8 @@ def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     axes of the reference's correlation matrix and scaled to unit variance (PCA whitening). The
     breast-cancer features are strongly correlated (radius, perimeter, area); without whitening a
     change that breaks those relations, such as noise on every feature, hides behind the few
-    directions that carry most of the variance. Eigenvalues below 1 % of the largest are floored,
-    so near-constant directions are not blown up.
+    directions that carry most of the variance. Eigenvalues below 10 % of the largest are
+    floored, so poorly estimated near-constant directions are not blown up.
     """
     mean = reference.mean(axis=0)
     std = reference.std(axis=0)

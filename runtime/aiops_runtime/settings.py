@@ -94,6 +94,11 @@ class RuntimeSettings(BaseSettings):
     batch_max_rows: int = Field(
         1024, ge=1, le=100_000, description="Most rows scored together in one model call."
     )
+    batch_direct_below_us: float = Field(
+        50.0,
+        ge=0,
+        description="Model calls faster than this (µs) skip batching when nothing is queued.",
+    )
     fast_linear_scorer: bool = Field(
         True,
         description="Score scaler+logistic models with one NumPy expression (checked at load).",
