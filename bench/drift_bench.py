@@ -124,12 +124,17 @@ def run_stream(monitor: DriftMonitor, rows: np.ndarray) -> list[tuple[int, bool,
     return trace
 
 
-def no_drift(config: DriftConfig, streams: int, rows_per_stream: int) -> dict[str, Any]:
-    """Per-check false-flag rate and counted false events on in-distribution streams."""
+def no_drift(
+    config: DriftConfig, streams: int, rows_per_stream: int, split_seed: int | None = None
+) -> dict[str, Any]:
+    """Per-check false-flag rate and counted false events on in-distribution streams.
+
+    Each stream has its own split unless ``split_seed`` fixes one (the shipped reference).
+    """
     flags = events = checks = 0
     per_split: list[tuple[int, int]] = []
     for seed in range(streams):
-        split = make_split(1000 + seed)
+        split = make_split(1000 + seed if split_seed is None else split_seed)
         rng = np.random.default_rng(seed)
         monitor = DriftMonitor(split.reference, config, seed=seed)
         trace = run_stream(monitor, draw_rows(split.pool, rows_per_stream, config.window_size, rng))
@@ -266,7 +271,7 @@ def event_rate_estimates(
     per_split = [power(x, n, k) - power(x, n, k + 1) for x, n in counts]
     return {
         "from_mean_rate": checks_per_day * (1 - fpr) * fpr**k,
-        "from_per_split_rates": checks_per_day * float(np.mean(per_split)),
+        "from_per_split_rates": checks_per_day * float(np.mean(per_split)) if counts else 0.0,
     }
 
 
@@ -314,6 +319,18 @@ def main(argv: list[str] | None = None) -> int:
             "false_events_per_day_at_100rps_estimated": round(estimates["from_mean_rate"], 3),
             "false_events_per_day_at_100rps_estimated_per_split": round(
                 estimates["from_per_split_rates"], 3
+            ),
+        }
+    )
+    # The reference train.py ships (seed 42): its own false-flag rate, from the same pool.
+    shipped = no_drift(config, 10, args.no_drift_rows, split_seed=42)
+    shipped_fpr = shipped["flags"] / shipped["checks"]
+    result.update(
+        {
+            "fpr_per_check_seed42_reference": round(shipped_fpr, 4),
+            "false_events_counted_seed42_reference": shipped["events"],
+            "false_events_per_day_at_100rps_estimated_seed42_reference": round(
+                event_rate_estimates(config, max(shipped_fpr, size), [])["from_mean_rate"], 3
             ),
         }
     )
