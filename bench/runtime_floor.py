@@ -10,12 +10,16 @@ runtime's throughput is compared with this server's.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import uuid
+from collections.abc import AsyncIterator
 
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
+from threadpoolctl import threadpool_limits
 
 from aiops_runtime.app import encode_prediction, read_predict_rows
 from aiops_runtime.errors import ApiError, error_response
@@ -26,7 +30,16 @@ CLASSES = ["benign", "malignant"]
 
 def create_floor_app(settings: RuntimeSettings, n_features: int = 30) -> FastAPI:
     """A FastAPI app whose /predict validates like the runtime and answers a constant."""
-    app = FastAPI(title="floor")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The same process tuning as the runtime, so the comparison is about the request path.
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")
+        gc.collect()
+        gc.freeze()
+        yield
+
+    app = FastAPI(title="floor", lifespan=lifespan)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import time
@@ -24,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from threadpoolctl import threadpool_limits
 
 from aiops_runtime import metrics
 from aiops_runtime.batcher import MicroBatcher
@@ -304,6 +306,7 @@ def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
         max_rows=state.settings.batch_max_rows,
         max_wait_s=state.settings.batch_max_wait_ms / 1000,
         in_thread=state.settings.batch_score_in_thread,
+        direct_below_s=state.settings.batch_direct_below_us / 1e6,
     )
     state.batcher.start()
     _start_drift(state, loaded.reference)
@@ -316,6 +319,10 @@ def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
         }
     )
     metrics.MODEL_READY.set(1)
+    # Everything loaded so far (libraries, model, reference) lives as long as the process: move it
+    # out of the collector's sight so collections under load scan only per-request garbage.
+    gc.collect()
+    gc.freeze()
     state.ready = True
     log.info(
         "Model ready",
@@ -417,6 +424,10 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.MODEL_READY.set(0)
+        if settings.blas_threads > 0:
+            # OpenBLAS threads busy-wait: on a pod's one or two cores they would steal the
+            # event loop's CPU during drift checks and large batches.
+            threadpool_limits(limits=settings.blas_threads, user_api="blas")
         tasks = [asyncio.create_task(_load(state), name="load-artifacts")]
         if settings.log_summary_interval_s > 0:
             tasks.append(asyncio.create_task(_summarize(state, settings.log_summary_interval_s)))

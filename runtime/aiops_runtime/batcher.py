@@ -4,6 +4,10 @@ A request enqueues its rows and awaits a future. One worker task takes everythin
 event loop run while more requests keep joining (at most ``max_wait_s``, at most ``max_rows``),
 scores the stacked rows once and hands each caller back its own slice. With a single client the
 queue stops growing at once, so a lone request waits only two loop turns, not ``max_wait_s``.
+
+Batching pays only when a model call has a large fixed cost. The batcher times every call; while
+calls cost less than ``direct_below_s`` (a hand-off to the worker costs tens of microseconds) and
+nobody is queued, a caller's rows are scored at once in the caller's own task.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +46,15 @@ class MicroBatcher:
         max_rows: int = 1024,
         max_wait_s: float = 0.002,
         in_thread: bool = False,
+        direct_below_s: float = 50e-6,
     ) -> None:
         self._score = score
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._in_thread = in_thread
+        self._direct_below_s = direct_below_s
+        # Moving average of one model call's duration; unknown (infinite) until measured.
+        self._call_s = math.inf
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -68,6 +78,9 @@ class MicroBatcher:
         """Score ``rows`` (2-D) together with other callers' rows; returns their probabilities."""
         if self._task is None:
             raise RuntimeError("the micro-batcher is not running")
+        if self._call_s < self._direct_below_s and not self._queue:
+            BATCH_SIZE.observe(len(rows))
+            return self._timed_score(rows)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(rows, future))
         self._queued_rows += len(rows)
@@ -111,9 +124,9 @@ class MicroBatcher:
         BATCH_SIZE.observe(len(matrix))
         try:
             if self._in_thread:
-                proba = await asyncio.to_thread(self._score, matrix)
+                proba = await asyncio.to_thread(self._timed_score, matrix)
             else:
-                proba = self._score(matrix)
+                proba = self._timed_score(matrix)
         except Exception as exc:  # the model failed: every caller of this batch gets the error
             log.exception("model scoring failed", extra={"rows": len(matrix)})
             for pending in batch:
@@ -126,6 +139,18 @@ class MicroBatcher:
             if not pending.future.done():  # a caller that went away has a cancelled future
                 pending.future.set_result(proba[start:end])
             start = end
+
+    def _timed_score(self, rows: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        proba = self._score(rows)
+        elapsed = time.perf_counter() - started
+        self._call_s = elapsed if math.isinf(self._call_s) else 0.9 * self._call_s + 0.1 * elapsed
+        return proba
+
+    @property
+    def call_seconds(self) -> float:
+        """Moving average of one model call's duration (inf before the first call)."""
+        return self._call_s
 
     def _fail_all(self, exc: Exception) -> None:
         for pending in self._queue:

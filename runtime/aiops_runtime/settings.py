@@ -94,6 +94,11 @@ class RuntimeSettings(BaseSettings):
     batch_max_rows: int = Field(
         1024, ge=1, le=100_000, description="Most rows scored together in one model call."
     )
+    blas_threads: int = Field(
+        1,
+        ge=0,
+        description="NumPy BLAS threads (0 keeps the library default); 1 spares the event loop.",
+    )
     batch_direct_below_us: float = Field(
         50.0,
         ge=0,
