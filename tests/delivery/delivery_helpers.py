@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,18 @@ def stop(proc: subprocess.Popen[Any], timeout_s: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout_s)
+
+
+def apply_crd(cluster: Any, path: Path, timeout_s: float = 60) -> None:
+    """Apply a CRD (server-side: some are too large for the last-applied annotation) and wait
+    until the API server serves it. Polls: `kubectl wait` fails while status has no conditions."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = cluster.kubectl("get", "crd", name, "-o", f"jsonpath={jsonpath}", check=False)
+        if got.stdout.strip() == "True":
+            return
+        time.sleep(0.5)
+    pytest.fail(f"CRD {name} not Established within {timeout_s}s")

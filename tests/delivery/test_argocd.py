@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.delivery_helpers import REPO_ROOT, load_all, run
+from tests.delivery.delivery_helpers import REPO_ROOT, apply_crd, load_all, run
 
 ARGOCD = REPO_ROOT / "argocd"
 CM_PATCH = ARGOCD / "argocd-cm-patch.yaml"
@@ -172,11 +172,7 @@ def test_modelservice_application_syncs_the_example_modelservice() -> None:
 def test_applications_pass_server_side_dry_run_against_argo_cds_crd(
     cluster: Any, third_party_crds: dict[str, Path]
 ) -> None:
-    crd = third_party_crds["application"]
-    cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/applications.argoproj.io", "--timeout=60s"
-    )
+    apply_crd(cluster, third_party_crds["application"])
     cluster.kubectl("create", "namespace", "argocd", check=False)
     for name in APPLICATIONS:
         proc = cluster.kubectl("apply", "--dry-run=server", "-f", str(ARGOCD / name), check=False)
@@ -189,10 +185,7 @@ def test_a_misspelt_application_field_is_rejected_by_the_crd(
     cluster: Any, third_party_crds: dict[str, Path]
 ) -> None:
     """The dry run above can fail: Argo CD's schema rejects what it does not know."""
-    cluster.kubectl("apply", "--server-side", "-f", str(third_party_crds["application"]))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/applications.argoproj.io", "--timeout=60s"
-    )
+    apply_crd(cluster, third_party_crds["application"])
     cluster.kubectl("create", "namespace", "argocd", check=False)
     (app,) = load_all((ARGOCD / "operator.yaml").read_text())
     app["spec"]["syncPolicy"]["automated"]["selfHeal"] = "sometimes"

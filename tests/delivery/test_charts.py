@@ -18,6 +18,7 @@ from tests.delivery.delivery_helpers import (
     NO_DEPENDENCIES,
     OPERATOR_CHART,
     REPO_ROOT,
+    apply_crd,
     load_all,
     run,
 )
@@ -120,7 +121,11 @@ def test_operator_pod_is_restricted_single_and_probed_on_kopf_liveness(render: R
     }
     default_url = OperatorSettings.model_fields["liveness_endpoint"].default
     assert default_url.endswith(":8080/healthz")
-    assert container["ports"] == [{"name": "liveness", "containerPort": 8080, "protocol": "TCP"}]
+    metrics_port = OperatorSettings.model_fields["metrics_port"].default
+    assert container["ports"] == [
+        {"name": "liveness", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"},
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
 
 
@@ -132,7 +137,11 @@ def test_liveness_probe_follows_the_liveness_endpoint_setting(render: Render) ->
     assert moved["livenessProbe"]["httpGet"]["path"] == "/alive"
     disabled = _operator_container(render(OPERATOR_CHART, "--set", "settings.livenessEndpoint="))
     assert "livenessProbe" not in disabled
-    assert "ports" not in disabled
+    assert [p["name"] for p in disabled["ports"]] == ["metrics"]
+    quiet = _operator_container(
+        render(OPERATOR_CHART, "--set", "settings.livenessEndpoint=,settings.metricsPort=0")
+    )
+    assert "ports" not in quiet
 
 
 def test_cluster_role_rules_are_the_generated_ones(render: Render) -> None:
@@ -198,12 +207,6 @@ def test_grafana_datasources_name_the_uids_the_dashboard_uses(
 # --- against the local control plane ------------------------------------------------------------
 
 
-def _apply_crd(cluster: Any, path: Path) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(path))
-    name = yaml.safe_load(path.read_text())["metadata"]["name"]
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-
-
 def _dry_run_server(cluster: Any, manifests: str, namespace: str) -> str:
     proc = cluster.kubectl(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifests, check=False
@@ -237,7 +240,7 @@ def test_monitoring_templates_validate_server_side(
     third_party_crds: dict[str, Path],
     monitoring_chart_without_dependencies: Path,
 ) -> None:
-    _apply_crd(cluster, third_party_crds["prometheusrule"])
+    apply_crd(cluster, third_party_crds["prometheusrule"])
     cluster.kubectl("create", "namespace", "monitoring-dry-run")
     rendered = run(
         helm,
