@@ -117,3 +117,23 @@ async def test_many_concurrent_http_requests_each_get_their_row(
         body = response.json()
         assert body["request_id"] == f"r{i}"
         assert np.allclose(body["probabilities"][0], expected[i], rtol=0, atol=1e-12)
+
+
+async def test_a_cheap_model_is_scored_in_the_callers_task(trained_model_dir: Path) -> None:
+    rows = reference_rows(trained_model_dir, 40)
+    calls: list[int] = []
+
+    def cheap(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return batch[:, :2]
+
+    batcher = MicroBatcher(cheap, max_rows=100, max_wait_s=0.01, direct_below_s=1.0)
+    batcher.start()
+    try:
+        await batcher.predict(rows[:1])  # the first call is timed on the batching path
+        answers = await asyncio.gather(*(batcher.predict(rows[i : i + 1]) for i in range(40)))
+    finally:
+        await batcher.stop()
+    assert calls == [1] * 41, "each caller scored alone, without waiting for others"
+    assert all(np.array_equal(a, rows[i : i + 1, :2]) for i, a in enumerate(answers))
+    assert batcher.call_seconds < 1.0
