@@ -319,7 +319,7 @@ class DriftMonitor:
         details["distinct_rows"] = len(distinct)
         p_test = 1.0
         if len(distinct) >= MIN_DISTINCT_ROWS:
-            result = detector.test(distinct)  # type: ignore[union-attr]
+            result = detector.test(distinct)
             p_test = float(result.p_value if result.p_value is not None else 1.0)
             details["statistic"] = result.statistic
         details["p_value_test"] = p_test
