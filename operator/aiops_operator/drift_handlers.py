@@ -33,12 +33,14 @@ from aiops_operator.reactions import (
     TRIGGERED,
     Reaction,
     backoff_s,
+    condition_of,
     drift_condition,
     drift_status,
     is_new_drift_event,
     parse_duration,
     parse_time,
     plan_reaction,
+    put_condition,
     retrain_status,
     rfc3339,
     set_condition,
@@ -51,8 +53,10 @@ from aiops_operator.retrain import (
 )
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.spec import GROUP, KIND, PLURAL, VERSION, DriftSpec
+from aiops_operator.status import DRIFT_DETECTED
 
 log = logging.getLogger("aiops_operator.drift")
+EVENT_FIELDS = ("driftEvents", "lastDriftTime", "runtimeDriftEvents")
 DRIFT_DETECTED_REASON = "DriftDetected"
 
 
@@ -63,6 +67,10 @@ class DriftMemory:
     failures: int = 0
     next_read: float = 0.0  # event-loop time before which the runtime is not read again
     last_retrain: datetime | None = None
+    # What this loop last wrote. Only this loop writes these fields and this condition, so they
+    # win over the status cache, which a late watch event can briefly roll back.
+    written: dict[str, Any] = field(default_factory=dict)
+    condition: dict[str, Any] | None = None
 
 
 @dataclass
@@ -137,7 +145,7 @@ async def poll_drift(
     key = (namespace or "", name)
     reading, error = await _read(client, key, memory, clock)
     generation = int(meta.get("generation", 1))
-    new_event = await _publish(key, uid, generation, reading, error)
+    new_event = await _publish(key, uid, generation, reading, error, memory)
     if new_event and reading is not None:
         await _react(key, body, dict(spec), reading, memory)
 
@@ -174,6 +182,7 @@ async def _publish(
     generation: int,
     reading: DriftReading | None,
     error: DriftReadError | None,
+    memory: DriftMemory,
 ) -> bool:
     """Write status.drift and DriftDetected if they changed; True when a new event was recorded."""
     async with STATE.locks[key]:
@@ -181,10 +190,11 @@ async def _publish(
         if ms is None or ms["deleting"] or ms["uid"] != uid:
             return False
         current = ms["status"]
-        previous = dict(current.get("drift") or {})
+        previous = {**(current.get("drift") or {}), **memory.written}
         new_event = reading is not None and is_new_drift_event(reading, previous)
         condition = drift_condition(reading, error, generation)
-        conditions = set_condition(current.get("conditions"), condition, rfc3339(_now()))
+        known = put_condition(current.get("conditions"), memory.condition)
+        conditions = set_condition(known, condition, rfc3339(_now()))
         patch: dict[str, Any] = {}
         fields = drift_status(reading, previous) if reading is not None else {}
         if fields and not _same(fields, previous):
@@ -196,6 +206,8 @@ async def _publish(
         if not await _patch_status(key, patch):
             return False
         ms["status"] = _merged(current, patch)
+        memory.written.update({k: fields[k] for k in EVENT_FIELDS if k in fields})
+        memory.condition = condition_of(conditions, DRIFT_DETECTED)
         return new_event
 
 

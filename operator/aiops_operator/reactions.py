@@ -161,6 +161,18 @@ def set_condition(
     return merged
 
 
+def put_condition(
+    conditions: list[dict[str, Any]] | None, cond: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """`conditions` with `cond` (if any) in place of the condition of its type, as it is."""
+    current = list(conditions or [])
+    if cond is None:
+        return current
+    if condition_of(current, cond["type"]) is None:
+        return [*current, cond]
+    return [cond if c.get("type") == cond["type"] else c for c in current]
+
+
 def condition_of(conditions: list[dict[str, Any]] | None, kind: str) -> dict[str, Any] | None:
     """The condition of one type, if present."""
     return next((c for c in conditions or [] if c.get("type") == kind), None)

@@ -388,7 +388,7 @@ class DriftStatus(BaseModel):
         None, alias="lastCheckTime", description="When the runtime last checked (RFC 3339)."
     )
     drift_events: int | None = Field(
-        None, alias="driftEvents", description="Drift events the operator has seen the runtime raise."
+        None, alias="driftEvents", description="Drift events the operator has seen."
     )
     last_drift_time: str | None = Field(
         None, alias="lastDriftTime", description="When the last drift event was raised."

@@ -14,6 +14,7 @@ from aiops_operator.reactions import (
     is_new_drift_event,
     parse_duration,
     plan_reaction,
+    put_condition,
     set_condition,
 )
 
@@ -187,3 +188,12 @@ def test_retrain_triggers_once_per_cooldown() -> None:
 def test_backoff_doubles_up_to_its_cap() -> None:
     delays = [backoff_s(n, 2.0, 60.0) for n in range(7)]
     assert delays == [0.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_put_condition_restores_the_loops_own_condition_verbatim() -> None:
+    ready = {"type": "Ready", "status": "True"}
+    stale = {"type": "DriftDetected", "status": "False", "lastTransitionTime": T0}
+    ours = {"type": "DriftDetected", "status": "True", "lastTransitionTime": T1}
+    assert put_condition([ready, stale], ours) == [ready, ours]
+    assert put_condition([ready], ours) == [ready, ours]
+    assert put_condition([ready, stale], None) == [ready, stale]
