@@ -52,14 +52,17 @@ build_promtool() {
   local version dest started
   version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$here/prometheus/go.mod")
   [ -n "$version" ] || { echo "error: prometheus is not pinned in hack/prometheus/go.mod" >&2; exit 1; }
-  dest="$AIOPS_CACHE_DIR/tools/promtool-$version/bin"
+  dest="$AIOPS_CACHE_DIR/tools/promtool-$version-k8s-sd/bin"
   if [ ! -x "$dest/promtool" ]; then
     command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build promtool" >&2; exit 1; }
     mkdir -p "$dest"
     started=$(date +%s)
     echo ">> building promtool (prometheus module $version)" >&2
+    # Only the Kubernetes discovery plugin (build tags of prometheus/plugins): the cloud SDKs of
+    # the others would make the build several times longer.
     (cd "$here/prometheus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
-      go build -trimpath -ldflags "-s -w" -o "$dest/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
+      go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
+      -o "$dest/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
     mv "$dest/promtool.tmp" "$dest/promtool"
     echo ">> promtool built in $(( $(date +%s) - started ))s into $dest" >&2
   fi
