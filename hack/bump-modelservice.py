@@ -24,7 +24,9 @@ from pathlib import Path
 import yaml
 
 # key: value  # comment    (block-style mapping entries; values here are plain scalars)
-_ENTRY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+):(?P<sep>\s*)(?P<value>[^#]*?)(?P<rest>\s+#.*)?$")
+_ENTRY = re.compile(
+    r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+):(?P<sep>\s*)(?P<value>[^#]*?)(?P<rest>\s+#.*)?$"
+)
 
 
 class BumpError(Exception):
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.file}: {exc}", file=sys.stderr)
         return 2
     if changed:
-        print(f"{args.file}: updated {', '.join(changed)} (model sha256 {manifest['model']['sha256']})")
+        digest = manifest["model"]["sha256"]
+        print(f"{args.file}: updated {', '.join(changed)} (model sha256 {digest})")
     else:
         print(f"{args.file}: already up to date")
     return 0
