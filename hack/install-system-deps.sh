@@ -4,6 +4,7 @@
 #   lua5.1                - runs Argo CD's health script for ModelService
 #   wrk                   - the load generator of `make bench-runtime`
 #   openssl               - certificates of the local control plane
+#   git, rsync, nodejs/npm - gitlab-ci-local runs the retrain-model job against a local remote
 set -euo pipefail
 
 declare -A package_of=(
@@ -12,6 +13,10 @@ declare -A package_of=(
   [lua5.1]=lua5.1
   [wrk]=wrk
   [openssl]=openssl
+  [git]=git
+  [rsync]=rsync
+  [node]=nodejs
+  [npm]=npm
 )
 
 missing=()
