@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import uuid
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -21,7 +20,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
-from aiops_runtime.app import encode_prediction, read_predict_rows
+from aiops_runtime.app import encode_prediction, new_request_id, read_predict_rows
 from aiops_runtime.errors import ApiError, error_response
 from aiops_runtime.settings import RuntimeSettings
 
@@ -43,7 +42,7 @@ def create_floor_app(settings: RuntimeSettings, n_features: int = 30) -> FastAPI
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         try:
             rows = await read_predict_rows(request, settings, n_features)
         except ApiError as exc:

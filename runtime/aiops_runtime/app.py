@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
+import os
 import re
+import secrets
+import threading
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,11 +97,21 @@ class RuntimeState:
     stats: RequestStats = field(default_factory=RequestStats)
 
 
+# Generated ids: a random per-process prefix and a counter (unique, and cheaper than uuid4).
+_ID_PREFIX = secrets.token_hex(6)
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes and restarts."""
+    return f"{_ID_PREFIX}-{next(_id_counter):x}"
+
+
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _check_content_type(request: Request) -> None:
@@ -254,6 +267,31 @@ async def _drift(request: Request) -> Response:
     return _json({"enabled": True, **state.drift.snapshot()})
 
 
+def start_with_nice(start: Callable[[], None], nice: int) -> None:
+    """Call ``start`` from a short-lived thread of niceness ``nice``.
+
+    On Linux niceness is per thread and new threads inherit their creator's, so the threads that
+    ``start`` spawns (the drift worker) run at ``nice`` while the event loop keeps its priority.
+    When the CPU is saturated, requests then go first and drift checks fall behind (the monitor
+    covers skipped check points with one check on the latest window).
+    """
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if nice > 0:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            start()
+        except BaseException as exc:  # re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="start-drift")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+
+
 def _start_drift(state: RuntimeState, reference: np.ndarray | None) -> None:
     """Start the drift monitor (and its config watcher) when enabled and a reference exists."""
     settings = state.settings
@@ -270,7 +308,7 @@ def _start_drift(state: RuntimeState, reference: np.ndarray | None) -> None:
         monitor = DriftMonitor(
             reference, settings.initial_drift_config(), model_name=settings.model_name
         )
-        monitor.start()
+        start_with_nice(monitor.start, settings.drift_worker_nice)
     except Exception as exc:  # a drift failure must not take predictions down with it
         state.drift_status = {"enabled": False, "reason": f"drift monitor failed: {exc}"}
         log.exception("drift detection is off: the monitor failed to start")

@@ -72,8 +72,10 @@ def linear_scorer(estimator: Any) -> Scorer | None:
     weights, bias = params
 
     def score(rows: np.ndarray) -> np.ndarray:
-        positive = expit(rows @ weights + bias)
-        return np.column_stack((1.0 - positive, positive))
+        proba = np.empty((len(rows), 2))
+        positive = expit(rows @ weights + bias, out=proba[:, 1])
+        np.subtract(1.0, positive, out=proba[:, 0])
+        return proba
 
     return score
 

@@ -94,6 +94,12 @@ class RuntimeSettings(BaseSettings):
     batch_max_rows: int = Field(
         1024, ge=1, le=100_000, description="Most rows scored together in one model call."
     )
+    drift_worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the drift worker thread: under full CPU, requests go first.",
+    )
     blas_threads: int = Field(
         1,
         ge=0,

@@ -104,3 +104,21 @@ async def test_drift_config_file_sets_and_changes_the_threshold(
             await asyncio.sleep(0.02)
         assert body["p_value_threshold"] == 0.01
         assert (await client.post("/predict", json={"features": [1.0] * 30})).status_code == 200
+
+
+def _nice_of(native_id: int) -> int:
+    stat = Path(f"/proc/self/task/{native_id}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_drift_worker_runs_at_lower_priority_than_requests(
+    make_settings: Callable[..., RuntimeSettings],
+) -> None:
+    import threading
+
+    async with app_client(make_settings(drift_enabled=True, drift_worker_nice=7)):
+        workers = [t for t in threading.enumerate() if t.name == "drift-monitor"]
+        assert len(workers) == 1
+        assert workers[0].native_id is not None
+        assert _nice_of(workers[0].native_id) == 7
+        assert _nice_of(threading.get_native_id()) < 7
