@@ -66,6 +66,7 @@ class DriftMemory:
 
     failures: int = 0
     next_read: float = 0.0  # event-loop time before which the runtime is not read again
+    ready_replicas: int | None = None  # as last seen in status; a change ends a backoff
     last_retrain: datetime | None = None
     # What this loop last wrote. Only this loop writes these fields and this condition, so they
     # win over the status cache, which a late watch event can briefly roll back.
@@ -139,15 +140,25 @@ async def poll_drift(
     if client is None:
         return
     memory: DriftMemory = memo.setdefault("drift_loop", DriftMemory())
+    key = (namespace or "", name)
+    _end_backoff_on_readiness_change(key, memory)
     clock = _loop_time()
     if clock < memory.next_read:
         return
-    key = (namespace or "", name)
     reading, error = await _read(client, key, memory, clock)
     generation = int(meta.get("generation", 1))
     new_event = await _publish(key, uid, generation, reading, error, memory)
     if new_event and reading is not None:
         await _react(key, body, dict(spec), reading, memory)
+
+
+def _end_backoff_on_readiness_change(key: Key, memory: DriftMemory) -> None:
+    """A pod turning ready (or going) is the moment to read again, whatever the backoff says."""
+    status = (STATE.modelservices.get(key) or {}).get("status") or {}
+    ready = status.get("readyReplicas")
+    if ready != memory.ready_replicas:
+        memory.ready_replicas = ready
+        memory.next_read = 0.0
 
 
 def _loop_time() -> float:

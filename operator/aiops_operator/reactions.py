@@ -220,4 +220,4 @@ def backoff_s(failures: int, interval_s: float, max_s: float) -> float:
     """Wait before the next read of a runtime that failed `failures` times in a row."""
     if failures <= 0:
         return 0.0
-    return float(min(max_s, interval_s * 2 ** min(failures, 16)))
+    return float(min(max_s, interval_s * 2 ** min(failures - 1, 16)))

@@ -187,7 +187,7 @@ def test_retrain_triggers_once_per_cooldown() -> None:
 
 def test_backoff_doubles_up_to_its_cap() -> None:
     delays = [backoff_s(n, 2.0, 60.0) for n in range(7)]
-    assert delays == [0.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
 
 
 def test_put_condition_restores_the_loops_own_condition_verbatim() -> None:
