@@ -25,9 +25,9 @@ wait_until() {  # wait_until <seconds> <description> <command...>
     sleep 0.5
   done
 }
-condition() {  # condition <type>: the status of that condition of the ModelService
-  kubectl -n "$ns" get msvc "$name" \
-    -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}" 2>/dev/null
+condition_is() {  # condition_is <type> <status>: does the ModelService have that condition?
+  [ "$(kubectl -n "$ns" get msvc "$name" \
+    -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}" 2>/dev/null)" = "$2" ]
 }
 
 pids=()
@@ -41,6 +41,8 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ $rc -ne 0 ]; then
     echo "demo failed (exit $rc); logs: $work/*.log and $state/logs/" >&2
+    kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status}' >&2 2>/dev/null || true
+    echo >&2
     tail -n 20 "$work"/operator.log 2>/dev/null >&2 || true
   fi
   python3 hack/localcluster.py down --state-dir "$state" >/dev/null
@@ -99,6 +101,7 @@ KUBECONFIG="$operator_kubeconfig" \
 AIOPS_OPERATOR_LIVENESS_ENDPOINT="http://127.0.0.1:$liveness_port/healthz" \
 AIOPS_OPERATOR_DRIFT_URL_PATTERN="$runtime_url" \
 AIOPS_OPERATOR_DRIFT_POLL_INTERVAL_S=2 \
+AIOPS_OPERATOR_DRIFT_BACKOFF_MAX_S=4 \
 AIOPS_OPERATOR_METRICS_PORT="$(free_port)" \
 AIOPS_OPERATOR_LOG_FORMAT=plain \
   aiops-operator run >"$work/operator.log" 2>&1 &
@@ -119,7 +122,7 @@ python3 hack/localpod.py -n "$ns" --deployment "$name" --port "$runtime_port" \
 pids+=($!)
 wait_until 90 "the runtime's /readyz" curl -sf "$runtime_url/readyz"
 run curl -s "$runtime_url/readyz"; echo
-wait_until 60 "READY True" test "$(condition Ready)" = True
+wait_until 60 "READY True" condition_is Ready True
 run kubectl -n "$ns" get modelservices
 
 step "8. Predict with the runbook's sample request"
@@ -133,7 +136,7 @@ curl -s "$runtime_url/drift" | "$py" -m json.tool | grep -E '"(drift|last_p_valu
 
 step "10. Provoke drift with the runbook's out-of-range vector"
 run "$py" hack/demo_traffic.py "$runtime_url" out-of-range 300
-wait_until 60 "DriftDetected=True" test "$(condition DriftDetected)" = True
+wait_until 60 "DriftDetected=True" condition_is DriftDetected True
 run kubectl -n "$ns" get modelservices
 run kubectl -n "$ns" get events --field-selector reason=DriftDetected
 echo "\$ kubectl -n $ns get msvc $name -o jsonpath='{.status.drift}'"
@@ -149,6 +152,10 @@ threshold_is() { curl -s "$runtime_url/drift" | "$py" -c "import json,sys; sys.e
 wait_until 30 "the runtime's threshold 0.5" threshold_is 0.5
 echo "\$ curl -s $runtime_url/drift   (p_value_threshold)"
 curl -s "$runtime_url/drift" | "$py" -m json.tool | grep p_value_threshold
+status_threshold_is() {
+  [ "$(kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status.drift.pValueThreshold}')" = "$1" ]
+}
+wait_until 30 "status to show the threshold in force" status_threshold_is 0.5
 run kubectl -n "$ns" get modelservices
 
 step "Done in $((SECONDS - started))s"

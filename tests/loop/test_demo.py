@@ -33,6 +33,7 @@ def test_demo_shows_the_whole_loop_and_tears_everything_down(tmp_path):
     assert '"predictions"' in out
     assert re.search(r"^model_predictions_total [1-9]", out, re.MULTILINE)
     assert re.search(r"^breast-cancer\s+True\s+1\s+True\s", out, re.MULTILINE), "DRIFT True row"
+    assert re.search(r"^breast-cancer\s+True\s+1\s+True\s+\S+\s+0\.5\s", out, re.MULTILINE)
     assert "DriftDetected" in out
     assert '"Drift detection result"' in out
     assert re.search(r"^model_drift_events_total [1-9]", out, re.MULTILINE)
