@@ -84,6 +84,8 @@ class State:
     present: dict[tuple[Key, str], bool] = field(default_factory=dict)
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     servicemonitors: tuple[float, bool] | None = None
+    scheduled: set[Key] = field(default_factory=set)
+    discovery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def client(self) -> KubeClient:
         """The API client (created at startup)."""
@@ -140,12 +142,13 @@ async def close_client(**_: Any) -> None:
 
 async def servicemonitors_available() -> bool:
     """Whether monitoring.coreos.com/v1 servicemonitors is served (cached for discovery_ttl_s)."""
-    cached = STATE.servicemonitors
-    if cached is not None and time.monotonic() - cached[0] < STATE.config.discovery_ttl_s:
-        return cached[1]
-    available = await STATE.client().serves("monitoring.coreos.com/v1", "servicemonitors")
-    STATE.servicemonitors = (time.monotonic(), available)
-    return available
+    async with STATE.discovery_lock:  # one request for a burst of reconciles, not one each
+        cached = STATE.servicemonitors
+        if cached is not None and time.monotonic() - cached[0] < STATE.config.discovery_ttl_s:
+            return cached[1]
+        available = await STATE.client().serves("monitoring.coreos.com/v1", "servicemonitors")
+        STATE.servicemonitors = (time.monotonic(), available)
+        return available
 
 
 def render_options(servicemonitor_available: bool) -> RenderOptions:
@@ -260,7 +263,7 @@ async def _apply_children(
             await _give_up(key, body, uid, generation, Problem(reason, result.message))
         if isinstance(result, BaseException):
             raise kopf.TemporaryError(
-                f"applying {manifest['kind']} failed: {result}", delay=_backoff(retry)
+                f"applying {manifest['kind']} failed: {result!r}", delay=_backoff(retry)
             )
         if manifest["kind"] == "Deployment":
             _remember_applied_deployment(key, generation, result)
@@ -291,7 +294,7 @@ async def _give_up(
         spec=keep.spec if keep else None,
         children=keep.children if keep else None,
     )
-    await publish_status(key)
+    await publish_status(key, delay=0)
     kopf.warn(body, reason=problem.reason, message=problem.message)
     raise kopf.PermanentError(f"{problem.reason}: {problem.message}")
 
@@ -325,8 +328,20 @@ def _owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in refs)
 
 
-async def publish_status(key: Key) -> None:
-    """Write the status if it changed (serialised per ModelService, merge patch)."""
+# Deployment status moves in quick steps (created, scheduled, ready): publishing a moment later
+# writes one status for the whole step instead of one per watch event.
+COALESCE_S = 0.3
+
+
+async def publish_status(key: Key, delay: float = COALESCE_S) -> None:
+    """Write the status if it changed (coalesced and serialised per ModelService, merge patch)."""
+    if key in STATE.scheduled:
+        return  # a publish is already waiting; it reads the facts after its delay
+    STATE.scheduled.add(key)
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        STATE.scheduled.discard(key)
     async with STATE.locks[key]:
         status = build_status(key)
         ms = STATE.modelservices.get(key)

@@ -8,6 +8,7 @@ makes every reconcile idempotent and takes fields back from whoever edited them 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -93,7 +94,11 @@ class KubeClient:
     ) -> None:
         self._connection = connection or load_connection()
         self._field_manager = field_manager
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # No total timeout: under a burst, requests queue for a pooled connection, and that wait
+        # is not the server being slow. Connecting and each read are bounded instead.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout_s, sock_read=timeout_s
+        )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -190,6 +195,21 @@ class KubeClient:
                 return False
             raise
         return any(r.get("name") == plural for r in answer.get("resources", []))
+
+    async def watch(
+        self, path: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream the watch events ({type, object}) of a collection until the server ends it."""
+        session = self._open()
+        query = {"watch": "true", **(params or {})}
+        no_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        url = self._connection.server.rstrip("/") + path
+        async with session.get(url, params=query, timeout=no_timeout) as resp:
+            if resp.status >= 400:
+                raise _api_error(resp.status, await resp.text())
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)
 
 
 def _api_error(status: int, text: str) -> ApiError:

@@ -15,6 +15,7 @@ from tests.operator.operator_helpers import (
     Kube,
     OperatorProcess,
     install_operator_identity,
+    wait_for,
 )
 
 
@@ -22,9 +23,14 @@ from tests.operator.operator_helpers import (
 def modelservice_crd(cluster: Any) -> None:
     """The generated CRD, applied with kubectl and Established."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/modelservices.aiops-quality.io",
+    # `kubectl wait` fails (instead of waiting) while the new CRD has no status yet.
+    wait_for(
+        "the CRD Established",
+        lambda: cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=5s",
+            "crd/modelservices.aiops-quality.io", check=False,
+        ).returncode == 0,
+        30,
     )  # fmt: skip
 
 

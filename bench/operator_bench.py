@@ -1,0 +1,347 @@
+"""Operator benchmark on the local control plane: N ModelServices created at once.
+
+Measures, in one run on one fresh cluster:
+- floor: the same children (Deployment, Service, ConfigMap) created directly with the Python
+  client, all N at once: time from the create call to all three seen on a watch;
+- operator: N ModelServices created at once with the operator running under its ServiceAccount:
+  time from the ModelService's create call to its three children seen on a watch (p50/p99),
+  and the time until all N report Ready=True (converge_s);
+- the operator's RSS at the end and its peak (VmHWM).
+The last line is one JSON object. Usage: python bench/operator_bench.py [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "hack"))
+
+from localcluster import LocalCluster, free_port, temporary_cluster  # noqa: E402
+
+from aiops_operator.kube import KubeClient, load_connection, resource_path  # noqa: E402
+from aiops_operator.manifests import (  # noqa: E402
+    Owner,
+    RenderOptions,
+    build_configmap,
+    build_deployment,
+    build_service,
+)
+from aiops_operator.rbac import cluster_role  # noqa: E402
+from aiops_operator.spec import ModelServiceSpec  # noqa: E402
+
+CHILD_PLURALS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"))
+EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+async def watch_forever(client: KubeClient, path: str) -> AsyncIterator[dict[str, Any]]:
+    """Watch events, re-watching when the server ends a stream (a restart lists again as ADDED,
+    which the callers treat idempotently)."""
+    while True:
+        try:
+            async for event in client.watch(path, {"timeoutSeconds": "300"}):
+                yield event
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            print(f"watch {path} ended ({exc!r}); watching again", file=sys.stderr)
+        await asyncio.sleep(0.1)
+
+
+class Arrivals:
+    """Watches the children of one namespace and records when each name has all three kinds."""
+
+    def __init__(self, client: KubeClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.seen: dict[str, set[str]] = defaultdict(set)
+        self.complete: dict[str, float] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for api_version, plural in CHILD_PLURALS:
+            self.tasks.append(asyncio.create_task(self._watch(api_version, plural)))
+        await asyncio.sleep(0.5)  # let the watches connect before anything is created
+
+    async def _watch(self, api_version: str, plural: str) -> None:
+        path = resource_path(api_version, plural, self.namespace)
+        async for event in watch_forever(self.client, path):
+            if event["type"] != "ADDED":
+                continue
+            name = event["object"]["metadata"]["name"]
+            self.seen[name].add(plural)
+            if len(self.seen[name]) == len(CHILD_PLURALS):
+                self.complete.setdefault(name, time.monotonic())
+
+    async def wait(self, names: list[str], limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while any(n not in self.complete for n in names):
+            if time.monotonic() > deadline:
+                missing = [n for n in names if n not in self.complete]
+                raise TimeoutError(f"children missing for {len(missing)} names, e.g. {missing[:3]}")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+def latencies_ms(starts: dict[str, float], arrivals: Arrivals) -> list[float]:
+    return [(arrivals.complete[n] - t0) * 1000 for n, t0 in starts.items()]
+
+
+async def run_floor(
+    client: KubeClient, observer: KubeClient, namespace: str, n: int
+) -> list[float]:
+    """Create the children directly (no operator, no owner), all at once."""
+    spec = ModelServiceSpec.model_validate(EXAMPLE["spec"])
+    options = RenderOptions()
+    arrivals = Arrivals(observer, namespace)
+    await arrivals.start()
+    starts: dict[str, float] = {}
+
+    async def create(name: str) -> None:
+        owner = Owner(name=name, namespace=namespace, uid="", generation=1)
+        children = [
+            build_deployment(owner, spec, options),
+            build_service(owner, options),
+            build_configmap(owner, spec),
+        ]
+        for child in children:
+            del child["metadata"]["ownerReferences"]  # nothing owns them in the floor
+        starts[name] = time.monotonic()
+        await asyncio.gather(*(client.create(c) for c in children))
+
+    names = [f"floor-{i:04d}" for i in range(n)]
+    await asyncio.gather(*(create(name) for name in names))
+    await arrivals.wait(names, 300)
+    arrivals.stop()
+    return latencies_ms(starts, arrivals)
+
+
+async def run_operator(client: KubeClient, namespace: str, n: int) -> tuple[list[float], float]:
+    """Create N ModelServices at once; children latency per object and time until all Ready."""
+    arrivals = Arrivals(client, namespace)
+    await arrivals.start()
+    ready: dict[str, float] = {}
+    all_ready = asyncio.Event()
+
+    async def watch_ready() -> None:
+        path = resource_path("aiops-quality.io/v1alpha1", "modelservices", namespace)
+        async for event in watch_forever(client, path):
+            ms = event["object"]
+            conds = (ms.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                ready.setdefault(ms["metadata"]["name"], time.monotonic())
+                if len(ready) == n:
+                    all_ready.set()
+
+    ready_task = asyncio.create_task(watch_ready())
+    starts: dict[str, float] = {}
+
+    async def create(name: str) -> None:
+        doc = json.loads(json.dumps(EXAMPLE))
+        doc["metadata"] = {"name": name, "namespace": namespace}
+        starts[name] = time.monotonic()
+        await client.create(doc)
+
+    names = [f"msvc-{i:04d}" for i in range(n)]
+    began = time.monotonic()
+    await asyncio.gather(*(create(name) for name in names))
+    await arrivals.wait(names, 300)
+    try:
+        await asyncio.wait_for(all_ready.wait(), 300)
+    except TimeoutError:
+        print(f"only {len(ready)}/{n} Ready after 300 s", file=sys.stderr)
+    converge_s = (max(ready.values()) - began) if len(ready) == n else float("nan")
+    ready_task.cancel()
+    arrivals.stop()
+    return latencies_ms(starts, arrivals), converge_s
+
+
+def install_crd(cluster: LocalCluster) -> None:
+    """Apply the CRD and wait until it is Established (its status appears a moment later)."""
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=5s",
+            "crd/modelservices.aiops-quality.io", check=False,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the ModelService CRD did not become Established")
+
+
+def operator_identity(cluster: LocalCluster) -> Path:
+    """ServiceAccount bound to exactly the operator's ClusterRole rules; its kubeconfig."""
+    cluster.kubectl("create", "namespace", "aiops-system")
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "aiops-operator"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "aiops-operator",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "aiops-operator", "namespace": "aiops-system"}
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([cluster_role(), binding]))
+    return Path(cluster.service_account_kubeconfig("aiops-system", "aiops-operator"))
+
+
+def start_operator(
+    cluster: LocalCluster, kubeconfig: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **cluster.env,
+        "KUBECONFIG": str(kubeconfig),
+        "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(REPO_ROOT / ".venv" / "bin" / "aiops-operator"), "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"operator exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+    raise RuntimeError("operator did not become live")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def wait_floor_settled(client: KubeClient, namespace: str, n: int) -> None:
+    """Until every floor Deployment has its pod ready (at most 300 s)."""
+    deadline = time.monotonic() + 300
+    path = resource_path("apps/v1", "deployments", namespace)
+    while time.monotonic() < deadline:
+        items = (await client.request("GET", path)).get("items", [])
+        ready = sum(1 for d in items if (d.get("status") or {}).get("readyReplicas") == 1)
+        if ready >= n:
+            return
+        await asyncio.sleep(1)
+    print("the floor's Deployments did not all become ready in 300 s", file=sys.stderr)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    client = KubeClient(load_connection(), field_manager="bench", max_connections=100)
+    for ns in ("bench-floor", "bench-operator"):
+        cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/modelservices.aiops-quality.io")
+    # The floor writes with the operator's own identity: the API server's priority and fairness
+    # treats the admin (exempt) and a ServiceAccount (rate-shared) very differently.
+    identity = operator_identity(cluster)
+    os.environ["KUBECONFIG"] = str(identity)
+    as_operator = KubeClient(load_connection(), field_manager="bench", max_connections=100)
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    try:
+        floor = await run_floor(as_operator, client, "bench-floor", n)
+        # The controller-manager keeps creating the floor's ReplicaSets and pods for a while;
+        # let it finish so the operator's run does not pay for the floor's work.
+        await wait_floor_settled(client, "bench-floor", n)
+        proc, _port = start_operator(cluster, identity, log)
+        try:
+            await asyncio.sleep(2)  # let Kopf finish its initial listings
+            reconcile, converge_s = await run_operator(client, "bench-operator", n)
+            rss, rss_peak = rss_mb(proc.pid)
+            cpu_s = cpu_seconds(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    finally:
+        await client.close()
+        await as_operator.close()
+    floor_p50 = statistics.median(floor)
+    reconcile_p50 = statistics.median(reconcile)
+    return {
+        "n": n,
+        "reconcile_p50_ms": round(reconcile_p50, 1),
+        "reconcile_p99_ms": round(percentile(reconcile, 99), 1),
+        "floor_p50_ms": round(floor_p50, 1),
+        "floor_p99_ms": round(percentile(floor, 99), 1),
+        "ratio_p50_vs_floor": round(reconcile_p50 / floor_p50, 2),
+        "converge_s": round(converge_s, 2),
+        "rss_mb": round(rss, 1),
+        "rss_peak_mb": round(rss_peak, 1),
+        "operator_cpu_s": round(cpu_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="ModelServices created at once")
+    args = parser.parse_args(argv)
+    cluster = temporary_cluster()
+    log = Path(tempfile.mkdtemp(prefix="operator-bench-")) / "operator.log"
+    print(f"starting the local control plane (operator log: {log})", file=sys.stderr)
+    cluster.start()
+    try:
+        result = asyncio.run(measure(cluster, args.n, log))
+    finally:
+        cluster.stop()
+    print(
+        f"floor p50 {result['floor_p50_ms']} ms | operator p50 {result['reconcile_p50_ms']} ms"
+        f" p99 {result['reconcile_p99_ms']} ms | all Ready in {result['converge_s']} s"
+        f" | RSS {result['rss_mb']} MiB",
+        file=sys.stderr,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
