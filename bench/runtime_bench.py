@@ -417,25 +417,29 @@ def run_round(
     workdir: Path,
     results: Results,
 ) -> None:
-    """Start each variant in turn, load it at every concurrency, stop it."""
+    """Start every variant (idle servers cost nothing), then at each concurrency load them in
+    turn, so the runs compared with each other are seconds apart, not minutes."""
     server_core, wrk_core = cores
-    for name in order:
-        variant = variants[name]
-        if variant.error or name in results.errors:
-            results.errors.setdefault(name, variant.error or "")
-            continue
-        script = wrk_script(variant.path, variant.bodies, workdir / f"{name}.lua")
-        try:
-            running = start(variant, server_core, workdir)
-        except RuntimeError as exc:
-            results.errors[name] = str(exc)
-            log(f"{name}: {exc}")
-            continue
-        try:
-            results.ready_s.setdefault(name, []).append(running.ready_s)
-            url = variant.ready_url.split("/", 3)
-            base = f"{url[0]}//{url[2]}{variant.path}"
-            for conc in conc_levels:
+    servers: dict[str, Running] = {}
+    try:
+        for name in order:
+            variant = variants[name]
+            if variant.error or name in results.errors:
+                results.errors.setdefault(name, variant.error or "")
+                continue
+            try:
+                servers[name] = start(variant, server_core, workdir)
+            except RuntimeError as exc:
+                results.errors[name] = str(exc)
+                log(f"{name}: {exc}")
+                continue
+            results.ready_s.setdefault(name, []).append(servers[name].ready_s)
+        for conc in conc_levels:
+            for name, running in servers.items():
+                variant = variants[name]
+                script = wrk_script(variant.path, variant.bodies, workdir / f"{name}.lua")
+                url = variant.ready_url.split("/", 3)
+                base = f"{url[0]}//{url[2]}{variant.path}"
                 summary = measure(variant, running, base, script, conc, duration_s, wrk_core)
                 results.runs.setdefault(name, {}).setdefault(conc, []).append(summary)
                 log(
@@ -444,8 +448,10 @@ def run_round(
                     f"{summary['cpu_us_per_req']} us  non2xx {summary['non_2xx']} "
                     f"err {summary['errors']}"
                 )
+        for name, running in servers.items():
             results.rss_mb.setdefault(name, []).append(running.rss_mb())
-        finally:
+    finally:
+        for running in servers.values():
             running.stop()
 
 
@@ -469,6 +475,15 @@ def final_report(results: Results, args: argparse.Namespace, cores: tuple[Any, A
         "ratio_p99_drift_on_vs_floor_c64": ratio(p99("drift_on", 64), p99("floor", 64)),
         "ready_s": median(results.ready_s.get("drift_on", [])),
         "rss_mb": median(results.rss_mb.get("drift_on", [])),
+        # Server CPU time per request: the same comparison, less sensitive to other load.
+        "cpu_ratio_drift_on_vs_floor_c16": ratio(
+            results.med("floor", 16, "cpu_us_per_req"),
+            results.med("drift_on", 16, "cpu_us_per_req"),
+        ),
+        "cpu_ratio_drift_off_vs_floor_c16": ratio(
+            results.med("floor", 16, "cpu_us_per_req"),
+            results.med("drift_off", 16, "cpu_us_per_req"),
+        ),
     }
     table: dict[str, Any] = {}
     for variant, by_conc in results.runs.items():

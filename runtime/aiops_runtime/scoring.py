@@ -9,6 +9,7 @@ runtime uses that expression only after checking, at load time, that it reproduc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,14 @@ def _binary_logistic(estimator: Any) -> tuple[np.ndarray, float] | None:
     return folded, bias - float(mean @ folded)
 
 
+def _sigmoid(z: float) -> float:
+    """Logistic function without overflow for large negative z (like scipy's expit)."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 def linear_scorer(estimator: Any) -> Scorer | None:
     """The folded linear expression of a scaler+binary logistic model, else None."""
     params = _binary_logistic(estimator)
@@ -72,9 +81,14 @@ def linear_scorer(estimator: Any) -> Scorer | None:
     weights, bias = params
 
     def score(rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 1:
+            # One row is the common request: two NumPy calls instead of five (each NumPy call
+            # costs microseconds when the server's other work has evicted it from the caches).
+            positive = _sigmoid(float(rows[0].dot(weights)) + bias)
+            return np.array([[1.0 - positive, positive]])
         proba = np.empty((len(rows), 2))
-        positive = expit(rows @ weights + bias, out=proba[:, 1])
-        np.subtract(1.0, positive, out=proba[:, 0])
+        positive_col = expit(rows.dot(weights) + bias, out=proba[:, 1])
+        np.subtract(1.0, positive_col, out=proba[:, 0])
         return proba
 
     return score

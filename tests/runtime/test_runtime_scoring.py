@@ -30,7 +30,9 @@ def test_trained_model_gets_the_linear_scorer_with_identical_answers(
     assert plan.kind == "linear"
     x = np.vstack([data[0], data[0] * 3, default_probe(30) * 100])
     assert np.allclose(plan.score(x), model.predict_proba(x), rtol=0, atol=1e-12)
-    assert np.allclose(plan.score(x[:1]), model.predict_proba(x[:1]), rtol=0, atol=1e-12)
+    # One row takes a scalar path; check it on ordinary and saturating (huge |z|) rows.
+    for row in (x[:1], x[-2:-1], x[-1:] * 1e6, -x[-1:] * 1e6):
+        assert np.allclose(plan.score(row), model.predict_proba(row), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
