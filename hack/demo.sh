@@ -135,7 +135,7 @@ run "$py" hack/demo_traffic.py "$runtime_url" normal 200
 curl -s "$runtime_url/drift" | "$py" -m json.tool | grep -E '"(drift|last_p_value|drift_events|checks)"'
 
 step "10. Provoke drift with the runbook's out-of-range vector"
-run "$py" hack/demo_traffic.py "$runtime_url" out-of-range 300
+run "$py" hack/demo_traffic.py "$runtime_url" drift-burst
 wait_until 60 "DriftDetected=True" condition_is DriftDetected True
 run kubectl -n "$ns" get modelservices
 run kubectl -n "$ns" get events --field-selector reason=DriftDetected

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.request
 
 # The seed runbook's sample request (step 8) and its drift-provoking vector (step 10).
@@ -58,11 +59,44 @@ def send_rows(url: str, rows: list[list[float]]) -> int:
     return sent
 
 
+def get_drift(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/drift", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def drift_burst(url: str, max_batches: int = 20) -> int:
+    """Send `checkEvery` out-of-range rows, wait for that check, until a drift event is raised.
+
+    Checks run in a background worker that may fold several due checks into one when requests
+    outpace it; pacing the burst by check shows each check's verdict, as sustained traffic would.
+    """
+    start = get_drift(url)
+    for batch in range(1, max_batches + 1):
+        before = get_drift(url)
+        send_rows(url, [RUNBOOK_OUT_OF_RANGE] * int(before["check_every"]))
+        deadline = time.monotonic() + 10
+        state = get_drift(url)
+        while state["checks"] == before["checks"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = get_drift(url)
+        print(
+            f"batch {batch}: {before['check_every']} rows -> check #{state['checks']}: "
+            f"p-value {state['last_p_value']:.3g}, drift flagged {state['drift']}, "
+            f"drift events {state['drift_events']}"
+        )
+        if state["drift_events"] > start["drift_events"]:
+            return 0
+    print(f"no drift event after {max_batches} batches", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     url, mode = argv[0].rstrip("/"), argv[1]
     if mode == "sample":
         print(json.dumps(post(url, {"features": RUNBOOK_SAMPLE}), indent=2))
         return 0
+    if mode == "drift-burst":
+        return drift_burst(url)
     count = int(argv[2])
     rows = held_out_rows(count) if mode == "normal" else [RUNBOOK_OUT_OF_RANGE] * count
     print(f"sent {send_rows(url, rows)} {mode} rows in batches of {BATCH}")

@@ -89,9 +89,9 @@ def test_configmap_holds_the_drift_settings_with_camelcase_keys() -> None:
     assert json.loads(data["drift.json"]) == {
         "detector": "mmd",
         "pValueThreshold": 0.01,
-        "windowSize": 200,
+        "windowSize": 100,
         "checkEvery": 100,
-        "consecutive": 2,
+        "consecutive": 4,
     }
 
 
