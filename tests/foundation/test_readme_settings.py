@@ -12,7 +12,8 @@ START, END = "<!-- operator-settings:start -->", "<!-- operator-settings:end -->
 
 def test_readme_operator_settings_table_matches_the_settings():
     text = README.read_text()
-    assert START in text and END in text, "README.md lacks the operator settings section"
+    assert START in text, "README.md lacks the operator settings section"
+    assert END in text, "README.md lacks the end of the operator settings section"
     section = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert section == settings_table().strip(), (
         "README operator settings are stale; regenerate with `aiops-operator settings-table`"
