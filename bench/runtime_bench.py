@@ -90,6 +90,8 @@ def ensure_venv(venv_dir: Path, name: str) -> tuple[Path | None, str | None]:
     if stamp.exists() and stamp.read_text() == spec and python.exists():
         return python, None
     log(f"installing the {name} virtualenv in {venv} (first run only)")
+    if venv.is_symlink() and not venv.exists():
+        venv.unlink()  # a link to a virtualenv that was removed
     try:
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
