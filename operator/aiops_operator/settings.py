@@ -56,6 +56,12 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Timeout of one Kubernetes API request made by the operator.",
     )
+    api_connections: int = Field(
+        default=16,
+        ge=1,
+        description="Most pooled HTTP connections to the API server for requests, besides the"
+        " watch streams (each TLS connection costs memory and a handshake).",
+    )
     drift_poll_interval_s: float = Field(
         default=30.0,
         gt=0,
