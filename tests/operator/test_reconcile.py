@@ -156,7 +156,7 @@ def test_hand_edited_or_deleted_children_are_restored(
         lambda: env_value(kube.get("deployment", NAME) or {}, "DRIFT_P_THRESHOLD") == "0.05",
         10,
     )
-    wait_for("drift.json restored", lambda: drift_json(kube, NAME).get("windowSize") == 200, 10)
+    wait_for("drift.json restored", lambda: drift_json(kube, NAME).get("windowSize") == 100, 10)
     service = wait_for("the Service re-created", lambda: kube.get("service", NAME), 10)
     assert service["metadata"]["uid"] != service_uid
 
