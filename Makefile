@@ -72,7 +72,7 @@ typecheck: install ## mypy on both packages
 	$(BIN)/mypy operator/aiops_operator runtime/aiops_runtime
 
 .PHONY: test
-test: install install-alibi system-deps tools delivery-tools lint ## Everything CI runs: lint, unit and integration tests
+test: install install-alibi system-deps tools delivery-tools lint typecheck ## Everything CI runs: lint, mypy, unit and integration tests
 	$(BIN)/pytest -m "not alibi" $(PYTEST_ARGS)
 	$(ALIBI_VENV)/bin/pytest -m alibi tests/drift $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && [ -n "$(PYTEST_ARGS)" ] || exit $$rc; }
 
