@@ -55,6 +55,13 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
         " are chosen per ModelService, so resourceNames cannot narrow this rule)",
     ),
     (
+        [""],
+        ["namespaces"],
+        ["list", "watch"],
+        "namespaced mode (AIOPS_OPERATOR_NAMESPACES): Kopf lists/watches namespaces even for exact"
+        " names; without it Kopf retries the 403 for ~1 minute before serving anything",
+    ),
+    (
         ["apiextensions.k8s.io"],
         ["customresourcedefinitions"],
         ["list", "watch"],
