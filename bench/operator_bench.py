@@ -7,7 +7,7 @@ Measures, in one run on one fresh cluster:
   time from the ModelService's create call to its three children seen on a watch (p50/p99),
   and the time until all N report Ready=True (converge_s);
 - the operator's RSS at the end and its peak (VmHWM).
-The last line is one JSON object. Usage: python bench/operator_bench.py [--n 200]
+The last line is one JSON object. Usage: python bench/operator_bench.py [--n 200] (or BENCH_N=1000)
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ from aiops_operator.spec import ModelServiceSpec  # noqa: E402
 
 CHILD_PLURALS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"))
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())
+
+
+def limit_s(n: int) -> float:
+    """How long one phase may take: 300 s, more for large N (the control plane is 2 cores)."""
+    return max(300.0, 0.6 * n)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,8 +99,8 @@ class Arrivals:
             if len(self.seen[name]) == len(CHILD_PLURALS):
                 self.complete.setdefault(name, time.monotonic())
 
-    async def wait(self, names: list[str], limit_s: float) -> None:
-        deadline = time.monotonic() + limit_s
+    async def wait(self, names: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         while any(n not in self.complete for n in names):
             if time.monotonic() > deadline:
                 missing = [n for n in names if n not in self.complete]
@@ -135,7 +140,7 @@ async def run_floor(
 
     names = [f"floor-{i:04d}" for i in range(n)]
     await asyncio.gather(*(create(name) for name in names))
-    await arrivals.wait(names, 300)
+    await arrivals.wait(names, limit_s(n))
     arrivals.stop()
     return latencies_ms(starts, arrivals)
 
@@ -169,11 +174,11 @@ async def run_operator(client: KubeClient, namespace: str, n: int) -> tuple[list
     names = [f"msvc-{i:04d}" for i in range(n)]
     began = time.monotonic()
     await asyncio.gather(*(create(name) for name in names))
-    await arrivals.wait(names, 300)
+    await arrivals.wait(names, limit_s(n))
     try:
-        await asyncio.wait_for(all_ready.wait(), 300)
+        await asyncio.wait_for(all_ready.wait(), limit_s(n))
     except TimeoutError:
-        print(f"only {len(ready)}/{n} Ready after 300 s", file=sys.stderr)
+        print(f"only {len(ready)}/{n} Ready after {limit_s(n)} s", file=sys.stderr)
     converge_s = (max(ready.values()) - began) if len(ready) == n else float("nan")
     ready_task.cancel()
     arrivals.stop()
@@ -254,8 +259,8 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 async def wait_floor_settled(client: KubeClient, namespace: str, n: int) -> None:
-    """Until every floor Deployment has its pod ready (at most 300 s)."""
-    deadline = time.monotonic() + 300
+    """Until every floor Deployment has its pod ready (at most limit_s(n))."""
+    deadline = time.monotonic() + limit_s(n)
     path = resource_path("apps/v1", "deployments", namespace)
     while time.monotonic() < deadline:
         items = (await client.request("GET", path)).get("items", [])
@@ -263,7 +268,7 @@ async def wait_floor_settled(client: KubeClient, namespace: str, n: int) -> None
         if ready >= n:
             return
         await asyncio.sleep(1)
-    print("the floor's Deployments did not all become ready in 300 s", file=sys.stderr)
+    print(f"the floor's Deployments did not all become ready in {limit_s(n)} s", file=sys.stderr)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -323,7 +328,12 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="ModelServices created at once")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=int(os.environ.get("BENCH_N", "200")),
+        help="ModelServices created at once (default: $BENCH_N or 200)",
+    )
     args = parser.parse_args(argv)
     cluster = temporary_cluster()
     log = Path(tempfile.mkdtemp(prefix="operator-bench-")) / "operator.log"
