@@ -52,6 +52,22 @@ MANAGED = {manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY}
 log = logging.getLogger("aiops_operator")
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How to rebuild one ModelService's children: kept instead of the built manifests, which
+    are ~10x larger and needed only when a child event asks whether it drifted."""
+
+    owner: Owner
+    options: RenderOptions
+    skipped: frozenset[str] = frozenset()  # kinds wanted by the spec but not applicable here
+
+    def build(self, spec: ModelServiceSpec) -> Children:
+        """The children of `spec` (pure, cheap)."""
+        children = manifests.build_children(self.owner, spec, self.options)
+        children.apply[:] = [m for m in children.apply if m["kind"] not in self.skipped]
+        return children
+
+
 @dataclass
 class Outcome:
     """What the last reconcile of one ModelService decided."""
@@ -60,17 +76,26 @@ class Outcome:
     uid: str
     problem: Problem | None = None
     spec: ModelServiceSpec | None = None
-    children: Children | None = None
+    recipe: Recipe | None = None
+
+    @property
+    def children(self) -> Children | None:
+        """The children this outcome wants, rebuilt from the spec."""
+        if self.recipe is None or self.spec is None:
+            return None
+        return self.recipe.build(self.spec)
 
     def desired(self, kind: str) -> dict[str, Any] | None:
         """The desired manifest of one child kind, if this outcome wants one."""
-        if self.children is None:
+        children = self.children
+        if children is None:
             return None
-        return next((m for m in self.children.apply if m["kind"] == kind), None)
+        return next((m for m in children.apply if m["kind"] == kind), None)
 
     def unwanted(self, kind: str) -> bool:
         """Whether a child of this kind should not exist."""
-        return self.children is not None and any(k == kind for _, k in self.children.absent)
+        children = self.children
+        return children is not None and any(k == kind for _, k in children.absent)
 
 
 @dataclass
@@ -241,8 +266,7 @@ async def reconcile(
         await _give_up(key, body, uid, generation, Problem("InvalidSpec", _message(exc)))
     owner = Owner(name=name, namespace=namespace, uid=uid, generation=generation)
     available = await _discover_or_retry(retry)
-    children = manifests.build_children(owner, ms, render_options(available))
-    problem = None
+    problem, skipped = None, frozenset[str]()
     if ms.monitoring.scrape == "servicemonitor" and not available:
         problem = Problem(
             "ServiceMonitorUnavailable",
@@ -250,8 +274,10 @@ async def reconcile(
             " CRD is not installed; install the Prometheus Operator CRDs or use scrape: auto",
             blocking=False,
         )
-        children.apply[:] = [m for m in children.apply if m["kind"] != "ServiceMonitor"]
-    STATE.outcomes[key] = Outcome(generation, uid, problem, ms, children)
+        skipped = frozenset({"ServiceMonitor"})
+    recipe = Recipe(owner, render_options(available), skipped)
+    children = recipe.build(ms)
+    STATE.outcomes[key] = Outcome(generation, uid, problem, ms, recipe)
     await _apply_children(key, body, uid, generation, children, retry)
     await publish_status(key)
 
@@ -343,7 +369,7 @@ async def _give_up(
         uid,
         problem,
         spec=keep.spec if keep else None,
-        children=keep.children if keep else None,
+        recipe=keep.recipe if keep else None,
     )
     await publish_status(key, delay=0)
     kopf.warn(body, reason=problem.reason, message=problem.message)
