@@ -10,6 +10,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 PY_SOURCES := operator runtime tests bench hack
 PYTEST_ARGS ?=
+BENCH_N ?= 200
 
 .PHONY: help
 help: ## List every target with one line each
@@ -131,8 +132,8 @@ bench-drift: install ## Drift detector quality (false alarms, detection delay) a
 	$(BIN)/python bench/drift_bench.py
 
 .PHONY: bench-operator
-bench-operator: install tools ## Operator reconcile latency and convergence for N ModelServices
-	$(BIN)/python bench/operator_bench.py
+bench-operator: install tools ## Operator reconcile latency and convergence for BENCH_N (200) ModelServices
+	BENCH_N=$(BENCH_N) $(BIN)/python bench/operator_bench.py
 
 .PHONY: clean
 clean: cluster-down ## Remove .venv and local state (the binary cache stays)

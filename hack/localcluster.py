@@ -387,9 +387,10 @@ class LocalCluster:
                     "type": "kwok",
                 },
             },
+            # Room for benchmarks of a thousand ModelServices (100m CPU each) and more.
             "status": {
-                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
+                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
             },
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(node))
