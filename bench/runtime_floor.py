@@ -21,6 +21,7 @@ from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
 from aiops_runtime.app import encode_prediction, new_request_id, read_predict_rows
+from aiops_runtime.cli import SERVER_OPTIONS
 from aiops_runtime.errors import ApiError, error_response
 from aiops_runtime.settings import RuntimeSettings
 
@@ -67,14 +68,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
     uvicorn.run(
-        create_floor_app(RuntimeSettings()),
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
+        create_floor_app(RuntimeSettings()), host="127.0.0.1", port=args.port, **SERVER_OPTIONS
     )
 
 
