@@ -21,7 +21,10 @@ REQUIRED_KEYS = ("p_value_threshold", "checks", "drift", "drift_events")
 
 
 class DriftReadError(Exception):
-    """GET /drift failed; `kind` is unreachable, http or invalid, `message` says what happened."""
+    """GET /drift failed; `kind` is unreachable, http or invalid, `message` says what happened.
+
+    The drift loop also uses kind notready for a Deployment it does not read: no ready replica.
+    """
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)

@@ -3,7 +3,8 @@
 Each tick: read /drift (drift_client.py), write `status.drift` and the `DriftDetected` condition
 (reactions.py), and on a new drift event apply `spec.drift.action`: `none` (status only),
 `alert` (a Warning Event `DriftDetected` and the drift-events metric) or `retrain` (alert, then
-POST the CI trigger from the Secret at most once per cooldown, retrain.py). An unreachable
+POST the CI trigger from the Secret at most once per cooldown, retrain.py). While the
+Deployment has no ready replica nothing is read (reason RuntimeNotReady). An unreachable
 runtime gives the condition reason RuntimeUnreachable and an exponential backoff between reads;
 nothing here raises into Kopf except a not-yet-ready API client.
 
@@ -53,10 +54,13 @@ from aiops_operator.retrain import (
 )
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.spec import GROUP, KIND, PLURAL, VERSION, DriftSpec
-from aiops_operator.status import DRIFT_DETECTED
+from aiops_operator.status import DRIFT_DETECTED, replica_counts
 
 log = logging.getLogger("aiops_operator.drift")
 EVENT_FIELDS = ("driftEvents", "lastDriftTime", "runtimeDriftEvents")
+NOT_READY = DriftReadError(
+    "notready", "the Deployment has no ready replica; drift is read once one is ready"
+)
 DRIFT_DETECTED_REASON = "DriftDetected"
 
 
@@ -141,12 +145,15 @@ async def poll_drift(
         return
     memory: DriftMemory = memo.setdefault("drift_loop", DriftMemory())
     key = (namespace or "", name)
+    generation = int(meta.get("generation", 1))
     _end_backoff_on_readiness_change(key, memory)
+    if not memory.ready_replicas:  # nothing can answer: no read, no backoff
+        await _publish(key, uid, generation, None, NOT_READY, memory)
+        return
     clock = _loop_time()
     if clock < memory.next_read:
         return
     reading, error = await _read(client, key, memory, clock)
-    generation = int(meta.get("generation", 1))
     new_event = await _publish(key, uid, generation, reading, error, memory)
     if new_event and reading is not None:
         await _react(key, body, dict(spec), reading, memory)
@@ -154,8 +161,7 @@ async def poll_drift(
 
 def _end_backoff_on_readiness_change(key: Key, memory: DriftMemory) -> None:
     """A pod turning ready (or going) is the moment to read again, whatever the backoff says."""
-    status = (STATE.modelservices.get(key) or {}).get("status") or {}
-    ready = status.get("readyReplicas")
+    ready = replica_counts(STATE.deployments.get(key))["readyReplicas"]
     if ready != memory.ready_replicas:
         memory.ready_replicas = ready
         memory.next_read = 0.0
@@ -196,6 +202,7 @@ async def _publish(
     memory: DriftMemory,
 ) -> bool:
     """Write status.drift and DriftDetected if they changed; True when a new event was recorded."""
+    await STATE.children_first.wait_turn()
     async with STATE.locks[key]:
         ms = STATE.modelservices.get(key)
         if ms is None or ms["deleting"] or ms["uid"] != uid:

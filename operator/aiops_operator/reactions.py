@@ -26,6 +26,7 @@ ERROR_REASONS = {
     "unreachable": "RuntimeUnreachable",
     "http": "DriftEndpointError",
     "invalid": "InvalidDriftResponse",
+    "notready": "RuntimeNotReady",
 }
 TRIGGERED = "Triggered"
 FAILED = "Failed"

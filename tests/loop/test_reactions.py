@@ -121,6 +121,13 @@ def test_an_unreachable_runtime_gives_a_reason_not_a_crash() -> None:
     assert invalid["reason"] == "InvalidDriftResponse"
 
 
+def test_no_ready_replica_gives_runtime_not_ready() -> None:
+    error = DriftReadError("notready", "the Deployment has no ready replica")
+    cond = drift_condition(None, error, generation=3)
+    assert (cond["status"], cond["reason"]) == ("Unknown", "RuntimeNotReady")
+    assert cond["observedGeneration"] == 3
+
+
 def test_drift_disabled_in_the_runtime_is_unknown_with_its_reason() -> None:
     cond = drift_condition(DriftReading(enabled=False, reason="no reference"), None, 1)
     assert (cond["status"], cond["reason"], cond["message"]) == (
