@@ -3,19 +3,25 @@
 Flow:
 - create/update/resume of a ModelService -> `reconcile`: validate with spec.py, build children
   with manifests.py, server-side apply them, remember the outcome, publish status.
+- the first watch event of a new generation already applies a valid spec's children
+  (`_apply_at_first_sight`), one Kopf round trip (its finalizer) before `reconcile` runs;
+  `reconcile` then only publishes the status, or reports and retries what failed.
 - events of the children (labelled managed-by=aiops-operator, selected server-side) ->
   `on_child_event`: a Deployment event refreshes the status (no polling); a child that was
   deleted or edited away from its desired state is applied again.
 Status is written only by `publish_status`, serialised per ModelService and computed by the pure
-functions in status.py from the latest Deployment seen.
+functions in status.py from the latest Deployment seen. Status writes yield to child writes
+(`ChildrenFirst`): in a burst of creates every ModelService gets its children before any status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -77,6 +83,7 @@ class Outcome:
     problem: Problem | None = None
     spec: ModelServiceSpec | None = None
     recipe: Recipe | None = None
+    applied: bool = False  # every child of this generation was applied
 
     @property
     def children(self) -> Children | None:
@@ -98,6 +105,55 @@ class Outcome:
         return children is not None and any(k == kind for _, k in children.absent)
 
 
+# A bookkeeping write waits at most this long for the child writes in flight to finish.
+STATUS_DEFER_MAX_S = 10.0
+
+
+class ChildrenFirst:
+    """Bookkeeping writes yield to child writes, so a burst of N creates gets every
+    ModelService's children applied before the API server also takes N status patches and N
+    Kopf finalizer patches.
+
+    A status write, or the end of the event handler that lets Kopf add its finalizer, waits
+    while any child apply or delete is in flight, at most STATUS_DEFER_MAX_S; with nothing in
+    flight it does not wait at all.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._idle is None or self._loop is not loop:  # one Event per event loop (tests)
+            self._idle, self._loop = asyncio.Event(), loop
+            if self.in_flight == 0:
+                self._idle.set()
+        return self._idle
+
+    @contextlib.asynccontextmanager
+    async def child_write(self) -> AsyncIterator[None]:
+        """Mark a child write in flight for the duration of the block."""
+        idle = self._event()
+        self.in_flight += 1
+        idle.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                idle.set()
+
+    async def wait_turn(self, max_wait_s: float = STATUS_DEFER_MAX_S) -> None:
+        """Wait until no child write is in flight, or `max_wait_s`."""
+        idle = self._event()
+        if idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), max_wait_s)
+
+
 @dataclass
 class State:
     """In-memory knowledge of the operator; rebuilt from watches and resume handlers on start."""
@@ -110,8 +166,9 @@ class State:
     present: dict[tuple[Key, str], bool] = field(default_factory=dict)
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     servicemonitors: tuple[float, bool] | None = None
-    scheduled: set[Key] = field(default_factory=set)
+    scheduled: dict[Key, asyncio.Future[None]] = field(default_factory=dict)
     discovery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    children_first: ChildrenFirst = field(default_factory=ChildrenFirst)
 
     def client(self) -> KubeClient:
         """The API client (created at startup)."""
@@ -226,17 +283,52 @@ def _validate(name: str, spec: dict[str, Any]) -> ModelServiceSpec:
 async def remember_modelservice(
     type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> None:
-    """Keep the latest ModelService metadata/status for status merging; forget deleted ones."""
+    """Keep the latest ModelService metadata/status for status merging; forget deleted ones;
+    apply the children of a generation not applied yet (`_apply_at_first_sight`)."""
     key = (namespace or "", name)
     if type == "DELETED":
         STATE.forget(key)
         return
-    STATE.modelservices[key] = {
+    facts = {
         "uid": body.metadata.uid,
         "generation": body.metadata.get("generation", 1),
         "deleting": body.metadata.get("deletionTimestamp") is not None,
         "status": dict(body.get("status") or {}),
     }
+    STATE.modelservices[key] = facts
+    if not facts["deleting"] and not _applied(key, facts["uid"], facts["generation"]):
+        await _apply_at_first_sight(key, body)
+        # Kopf's own write for this event (its finalizer) waits like a status write.
+        await STATE.children_first.wait_turn()
+
+
+async def _apply_at_first_sight(key: Key, body: kopf.Body) -> None:
+    """Apply a new generation's children as soon as its watch event arrives.
+
+    Kopf calls the create/update handlers only after its finalizer is on the object, one PATCH
+    and one watch event later; the children need not wait for that. Only the happy path runs
+    here: an invalid spec or a failed apply is left to `reconcile`, which reports and retries.
+    """
+    try:
+        ms = _validate(key[1], dict(body.spec))
+    except (ValidationError, kopf.PermanentError):
+        return
+    uid, generation = body.metadata.uid, int(body.metadata.get("generation", 1))
+    try:
+        await _converge(key, body, uid, generation, ms, retry=0, eager=True)
+    except Exception as exc:  # reconcile handles, reports and retries it
+        log.debug("first-sight apply left to the reconcile handler: %r", exc, extra=_ref(key, ""))
+
+
+def _applied(key: Key, uid: str, generation: int) -> bool:
+    """Whether this process already applied the children of this generation."""
+    outcome = STATE.outcomes.get(key)
+    return (
+        outcome is not None
+        and outcome.applied
+        and outcome.uid == uid
+        and outcome.generation == generation
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -260,11 +352,28 @@ async def reconcile(
     STATE.modelservices.setdefault(
         key, {"uid": uid, "generation": generation, "deleting": False, "status": {}}
     )
+    if _applied(key, uid, generation):  # at first sight, by remember_modelservice
+        await publish_status(key)
+        return
     try:
         ms = _validate(name, dict(spec))
     except (ValidationError, kopf.PermanentError) as exc:
         await _give_up(key, body, uid, generation, Problem("InvalidSpec", _message(exc)))
-    owner = Owner(name=name, namespace=namespace, uid=uid, generation=generation)
+    await _converge(key, body, uid, generation, ms, retry)
+    await publish_status(key)
+
+
+async def _converge(
+    key: Key,
+    body: kopf.Body,
+    uid: str,
+    generation: int,
+    ms: ModelServiceSpec,
+    retry: int,
+    eager: bool = False,
+) -> None:
+    """Build and apply the children of a valid spec; record the outcome."""
+    owner = Owner(name=key[1], namespace=key[0], uid=uid, generation=generation)
     available = await _discover_or_retry(retry)
     problem, skipped = None, frozenset[str]()
     if ms.monitoring.scrape == "servicemonitor" and not available:
@@ -277,9 +386,10 @@ async def reconcile(
         skipped = frozenset({"ServiceMonitor"})
     recipe = Recipe(owner, render_options(available), skipped)
     children = recipe.build(ms)
-    STATE.outcomes[key] = Outcome(generation, uid, problem, ms, recipe)
-    await _apply_children(key, body, uid, generation, children, retry)
-    await publish_status(key)
+    outcome = Outcome(generation, uid, problem, ms, recipe)
+    STATE.outcomes[key] = outcome
+    await _apply_children(key, body, uid, generation, children, retry, eager)
+    outcome.applied = True
 
 
 async def _discover_or_retry(retry: int) -> bool:
@@ -305,15 +415,17 @@ async def _apply_children(
     generation: int,
     children: Children,
     retry: int,
+    eager: bool = False,
 ) -> None:
     client = STATE.client()
-    results = await asyncio.gather(
-        *(client.apply(m) for m in children.apply), return_exceptions=True
-    )
+    async with STATE.children_first.child_write():
+        results = await asyncio.gather(
+            *(client.apply(m) for m in children.apply), return_exceptions=True
+        )
     for manifest, result in zip(children.apply, results, strict=True):
         if isinstance(result, ApiError) and result.namespace_terminating:
             return  # the ModelService goes with its namespace; nothing to converge
-        if isinstance(result, ApiError) and result.permanent:
+        if isinstance(result, ApiError) and result.permanent and not eager:
             reason = f"{manifest['kind']}Rejected"
             await _give_up(key, body, uid, generation, Problem(reason, result.message))
         if isinstance(result, BaseException):
@@ -324,7 +436,8 @@ async def _apply_children(
             _remember_applied_deployment(key, generation, result)
     for api_version, kind in children.absent:
         if STATE.present.get((key, kind)):
-            await client.delete(api_version, kind, key[0], key[1])
+            async with STATE.children_first.child_write():
+                await client.delete(api_version, kind, key[0], key[1])
             log.info("deleted a child the spec no longer asks for", extra=_ref(key, kind))
 
 
@@ -411,14 +524,25 @@ COALESCE_S = 0.3
 
 
 async def publish_status(key: Key, delay: float = COALESCE_S) -> None:
-    """Write the status if it changed (coalesced and serialised per ModelService, merge patch)."""
-    if key in STATE.scheduled:
-        return  # a publish is already waiting; it reads the facts after its delay
-    STATE.scheduled.add(key)
+    """Write the status if it changed (coalesced and serialised per ModelService, merge patch).
+
+    Returns once the status is written: a caller that finds a publish already waiting joins it
+    (that publish reads the facts after its delay), so the reconcile handler ends, and Kopf
+    records the spec as handled, only when the status reports it.
+    """
+    pending = STATE.scheduled.get(key)
+    if pending is None:
+        pending = asyncio.ensure_future(_publish_after(key, delay))
+        STATE.scheduled[key] = pending
+    await asyncio.shield(pending)
+
+
+async def _publish_after(key: Key, delay: float) -> None:
     try:
         await asyncio.sleep(delay)
+        await STATE.children_first.wait_turn()
     finally:
-        STATE.scheduled.discard(key)
+        STATE.scheduled.pop(key, None)  # later facts need a publish of their own
     async with STATE.locks[key]:
         status = build_status(key)
         ms = STATE.modelservices.get(key)
@@ -463,7 +587,8 @@ async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.B
         return
     client = STATE.client()
     if outcome.unwanted(kind) and type != "DELETED" and _owned_by(dict(body), outcome.uid):
-        await client.delete(body["apiVersion"], kind, key[0], key[1])
+        async with STATE.children_first.child_write():
+            await client.delete(body["apiVersion"], kind, key[0], key[1])
         return
     desired = outcome.desired(kind)
     if desired is None:
@@ -471,7 +596,8 @@ async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.B
     if type != "DELETED" and manifests.is_subset(desired, dict(body)):
         return
     try:
-        await client.apply(desired)
+        async with STATE.children_first.child_write():
+            await client.apply(desired)
     except ApiError as err:
         if not err.namespace_terminating:  # namespace deletion removes children: let it
             log.warning("could not restore a child: %s", err, extra=_ref(key, kind))

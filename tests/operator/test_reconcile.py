@@ -111,6 +111,54 @@ def test_ready_is_false_while_the_deployment_cannot_become_available(
     assert cond["status"] == "False"
     assert cond["message"] == "0/1 replicas ready"
     assert kube.condition("stuck", "Progressing")["status"] == "True"  # type: ignore[index]
+    # Nothing can answer GET /drift, so the drift loop does not try (no DNS lookups, no backoff).
+    drift = wait_for(
+        "DriftDetected=Unknown RuntimeNotReady",
+        lambda: (
+            (c := kube.condition("stuck", "DriftDetected"))
+            and c["reason"] == "RuntimeNotReady"
+            and c
+        ),
+        20,
+    )
+    assert drift["status"] == "Unknown"  # type: ignore[index]
+
+
+def watch_events(kube: Kube, path: str, since: str) -> list[dict[str, Any]]:
+    """Every change of a collection after resourceVersion `since` (a short watch)."""
+    raw = kube.cluster.kubectl(
+        "get", "--raw", f"{path}?watch=1&resourceVersion={since}&timeoutSeconds=2"
+    ).stdout
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def test_children_are_applied_before_kopf_adds_its_finalizer(
+    kube: Kube, operator_process: OperatorProcess
+) -> None:
+    # Kopf runs create handlers only after its finalizer write and the watch event it causes;
+    # the operator applies the children at the first event instead. Resource versions of this
+    # single-etcd control plane are etcd revisions, so they order writes across kinds.
+    ns = kube.namespace
+    ms_path = f"/apis/aiops-quality.io/v1alpha1/namespaces/{ns}/modelservices"
+    deploy_path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    since = json.loads(kube.cluster.kubectl("get", "--raw", ms_path).stdout)["metadata"][
+        "resourceVersion"
+    ]
+    kube.kubectl("apply", "-f", str(EXAMPLE))
+    wait_for("Ready=True", lambda: kube.ready(NAME), 30)
+    finalized = [
+        int(e["object"]["metadata"]["resourceVersion"])
+        for e in watch_events(kube, ms_path, since)
+        if e["object"]["metadata"].get("finalizers")
+    ]
+    created = [
+        int(e["object"]["metadata"]["resourceVersion"])
+        for e in watch_events(kube, deploy_path, since)
+        if e["type"] == "ADDED"
+    ]
+    assert finalized, "Kopf's finalizer was never added"
+    assert len(created) == 1
+    assert created[0] < min(finalized)
 
 
 def test_threshold_patch_reaches_configmap_deployment_and_status_within_5s(
