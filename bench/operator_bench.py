@@ -249,6 +249,7 @@ def start_operator(
         **cluster.env,
         "KUBECONFIG": str(kubeconfig),
         "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+        "AIOPS_OPERATOR_METRICS_PORT": str(free_port()),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
