@@ -1,7 +1,9 @@
-"""Fixtures shared by every test area: trained model artifacts and the local control plane."""
+"""Fixtures shared by every test area: trained model artifacts, the local control plane and
+third-party CRDs from pinned Go modules."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,3 +41,22 @@ def cluster() -> Iterator[LocalCluster]:
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def third_party_crds() -> dict[str, Path]:
+    """Argo CD's Application CRD and the Prometheus Operator's CRDs from pinned Go modules."""
+    proc = subprocess.run(
+        [str(REPO_ROOT / "hack" / "third-party-crds.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"hack/third-party-crds.sh failed:\n{proc.stderr[-4000:]}", pytrace=False)
+    crds = {}
+    for line in proc.stdout.splitlines():
+        name, _, path = line.partition("=")
+        crds[name] = Path(path)
+        assert crds[name].is_file(), f"{path} missing from the module"
+    return crds

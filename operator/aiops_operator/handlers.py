@@ -599,7 +599,12 @@ async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.B
         async with STATE.children_first.child_write():
             await client.apply(desired)
     except ApiError as err:
-        if not err.namespace_terminating:  # namespace deletion removes children: let it
+        if err.kind_terminating:  # e.g. the Prometheus Operator's CRDs being uninstalled
+            log.info(
+                "child not restored: its CustomResourceDefinition is being deleted",
+                extra=_ref(key, kind),
+            )
+        elif not err.namespace_terminating:  # namespace deletion removes children: let it
             log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
     log.info("restored a child to the ModelService's desired state", extra=_ref(key, kind))

@@ -39,6 +39,11 @@ class ApiError(Exception):
         return self.status == 403 and "being terminated" in self.message
 
     @property
+    def kind_terminating(self) -> bool:
+        """The kind's CustomResourceDefinition is being deleted: no new object of it."""
+        return self.status == 403 and "definition is terminating" in self.message
+
+    @property
     def permanent(self) -> bool:
         """Retrying the same request cannot succeed (the object itself is rejected)."""
         return self.status in (400, 404, 409, 422)

@@ -46,18 +46,6 @@ def gitlab_ci_local() -> Path:
 
 
 @pytest.fixture(scope="session")
-def third_party_crds() -> dict[str, Path]:
-    """Argo CD's Application CRD and the Prometheus Operator's CRDs from pinned Go modules."""
-    out = run(REPO_ROOT / "hack" / "third-party-crds.sh", timeout=600).stdout
-    crds = {}
-    for line in out.splitlines():
-        name, _, path = line.partition("=")
-        crds[name] = Path(path)
-        assert crds[name].is_file(), f"{path} missing from the module"
-    return crds
-
-
-@pytest.fixture(scope="session")
 def monitoring_chart_without_dependencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the monitoring chart whose Chart.yaml declares no dependencies.
 

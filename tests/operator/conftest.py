@@ -75,3 +75,17 @@ def kube(cluster: Any, modelservice_crd: None) -> Iterator[Kube]:
 def operator_log(operator_process: OperatorProcess) -> Path:
     """Path of the running operator's log file."""
     return operator_process.log_path
+
+
+@pytest.fixture
+def cluster_wide_paused(operator_process: OperatorProcess) -> Iterator[None]:
+    """The session's cluster-wide operator stopped for one test, then started again.
+
+    For tests that run an operator of their own: both share Kopf's annotations, so whichever
+    saw an object first would mark it handled for the other.
+    """
+    operator_process.stop()
+    try:
+        yield
+    finally:
+        operator_process.start()

@@ -1,0 +1,103 @@
+"""Scrape configuration on the real control plane: prometheus.io/* pod annotations while the
+Prometheus Operator's ServiceMonitor CRD is absent, a ServiceMonitor child once it is installed
+(the Prometheus Operator's own CRD, from its pinned Go module)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.delivery.delivery_helpers import apply_crd
+from tests.operator.operator_helpers import Kube, OperatorProcess, example, wait_for
+
+pytestmark = pytest.mark.integration
+
+SERVICEMONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+# The operator caches API discovery for AIOPS_OPERATOR_DISCOVERY_TTL_S (2 s in the tests).
+DISCOVERY_TTL_S = 2
+
+
+def pod_annotations(kube: Kube, name: str) -> dict[str, str]:
+    deployment = kube.get("deployment", name) or {}
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return dict((template.get("metadata") or {}).get("annotations") or {})
+
+
+@pytest.fixture
+def servicemonitor_crd(
+    cluster: Any, third_party_crds: dict[str, Path], operator_process: OperatorProcess
+) -> Iterator[None]:
+    """The ServiceMonitor CRD for one test; removed afterwards, and the operator's discovery
+    cache given time to notice before the next test.
+
+    The operator is restarted after the install, as the README says to: Kopf rediscovers APIs
+    on CRD events, and when the API server's discovery lags the CRD's last event (Established),
+    Kopf does not watch the new kind until it starts again."""
+    apply_crd(cluster, third_party_crds["servicemonitor"])
+    operator_process.stop()
+    operator_process.start()
+    try:
+        yield
+    finally:
+        cluster.kubectl("delete", "crd", SERVICEMONITOR_CRD, "--timeout=60s", check=False)
+        time.sleep(DISCOVERY_TTL_S + 1)
+
+
+def test_without_the_crd_forced_servicemonitor_is_degraded_and_auto_uses_annotations(
+    kube: Kube, operator_process: OperatorProcess
+) -> None:
+    kube.apply(example("forced", monitoring={"scrape": "servicemonitor"}))
+    kube.apply(example("auto"))
+    degraded = wait_for(
+        "Degraded ServiceMonitorUnavailable",
+        lambda: (
+            (c := kube.condition("forced", "Degraded"))
+            and c["reason"] == "ServiceMonitorUnavailable"
+            and c
+        ),
+        30,
+    )
+    assert degraded["status"] == "True"
+    assert "install the Prometheus Operator CRDs" in degraded["message"]
+    # Not blocking: the runtime is still deployed and becomes Ready.
+    wait_for("Ready=True despite the missing CRD", lambda: kube.ready("forced"), 30)
+    annotations = wait_for("the auto Deployment", lambda: pod_annotations(kube, "auto"), 30)
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_with_the_crd_a_servicemonitor_is_rendered_and_restored(
+    kube: Kube, operator_process: OperatorProcess, servicemonitor_crd: None
+) -> None:
+    kube.apply(example("scraped", monitoring={"scrape": "auto", "interval": "30s"}))
+    monitor = wait_for("the ServiceMonitor", lambda: kube.get("servicemonitor", "scraped"), 30)
+    ms = kube.get("modelservice", "scraped")
+    assert ms is not None
+    (ref,) = monitor["metadata"]["ownerReferences"]
+    assert ref["uid"] == ms["metadata"]["uid"]
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "aiops-operator"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "http", "path": "/metrics", "interval": "30s"}
+    service = kube.get("service", "scraped")
+    assert service is not None
+    assert "http" in {p["name"] for p in service["spec"]["ports"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    # One scrape configuration, not two: no pod annotations next to the ServiceMonitor.
+    assert "prometheus.io/scrape" not in pod_annotations(kube, "scraped")
+
+    kube.kubectl("delete", "servicemonitor", "scraped")
+    restored = wait_for(
+        "the ServiceMonitor restored",
+        lambda: (
+            (m := kube.get("servicemonitor", "scraped"))
+            and m["metadata"]["uid"] != monitor["metadata"]["uid"]
+            and m
+        ),
+        30,
+    )
+    assert restored["spec"]["endpoints"] == monitor["spec"]["endpoints"]
