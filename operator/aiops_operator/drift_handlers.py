@@ -70,7 +70,7 @@ class DriftMemory:
 
     failures: int = 0
     next_read: float = 0.0  # event-loop time before which the runtime is not read again
-    ready_replicas: int | None = None  # as last seen in status; a change ends a backoff
+    ready_replicas: int | None = None  # as last seen on the Deployment; a change ends a backoff
     last_retrain: datetime | None = None
     # What this loop last wrote. Only this loop writes these fields and this condition, so they
     # win over the status cache, which a late watch event can briefly roll back.

@@ -90,6 +90,18 @@ def test_with_the_crd_a_servicemonitor_is_rendered_and_restored(
     # One scrape configuration, not two: no pod annotations next to the ServiceMonitor.
     assert "prometheus.io/scrape" not in pod_annotations(kube, "scraped")
 
+    # A hand edit is reverted: the operator watches ServiceMonitors (Kopf's first listing of a
+    # kind it just found catches the edit too, while a deletion before it would go unseen).
+    edit = '{"spec":{"endpoints":[{"port":"http","path":"/metrics","interval":"99s"}]}}'
+    kube.kubectl("patch", "servicemonitor", "scraped", "--type", "merge", "-p", edit)
+    wait_for(
+        "the hand-edited interval reverted",
+        lambda: (
+            (m := kube.get("servicemonitor", "scraped"))
+            and m["spec"]["endpoints"][0]["interval"] == "30s"
+        ),
+        60,
+    )
     kube.kubectl("delete", "servicemonitor", "scraped")
     restored = wait_for(
         "the ServiceMonitor restored",
