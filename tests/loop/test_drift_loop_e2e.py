@@ -40,6 +40,7 @@ from tests.operator.operator_helpers import (
     free_port,
     install_operator_identity,
     printed_columns,
+    rbac_denials,
     wait_for,
 )
 
@@ -260,11 +261,7 @@ def loop(
             wait_for("the rendered Deployment", lambda: kube.get("deployment", NAME), 30)
             before_runtime = wait_for(
                 "DriftDetected while no runtime answers",
-                lambda: (
-                    (c := kube.condition(NAME, "DriftDetected") or {}).get("reason")
-                    == "RuntimeUnreachable"
-                    and c
-                ),
+                lambda: kube.condition_where(NAME, "DriftDetected", reason="RuntimeUnreachable"),
                 timeout=15,
             )
             runtime_log = logs / "runtime.log"
@@ -295,8 +292,8 @@ def loop(
             kube.kubectl("delete", "modelservice", NAME, "--timeout=30s", check=False)
             operator.stop()
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-            forbidden = [line for line in operator.log_text().splitlines() if "Forbidden" in line]
-            assert not forbidden, "the operator hit RBAC denials:\n" + "\n".join(forbidden[:5])
+            denials = rbac_denials(operator.log_text())
+            assert not denials, "the operator hit RBAC denials:\n" + "\n".join(denials[:5])
 
 
 def test_an_unreachable_runtime_is_a_condition_reason_not_a_crash(loop: Loop) -> None:

@@ -15,6 +15,7 @@ from tests.operator.operator_helpers import (
     Kube,
     OperatorProcess,
     install_operator_identity,
+    rbac_denials,
     wait_for,
 )
 
@@ -47,12 +48,8 @@ def operator_process(
         yield operator
     finally:
         operator.stop()
-        forbidden = [
-            line
-            for line in operator.log_text().splitlines()
-            if "Forbidden" in line and "being terminated" not in line
-        ]
-        assert not forbidden, "the operator hit RBAC denials:\n" + "\n".join(forbidden[:5])
+        denials = rbac_denials(operator.log_text())
+        assert not denials, "the operator hit RBAC denials:\n" + "\n".join(denials[:5])
 
 
 @pytest.fixture

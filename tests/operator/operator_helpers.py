@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -179,9 +180,27 @@ class Kube:
                 return dict(cond)
         return None
 
+    def condition_where(self, name: str, kind: str, **fields: str) -> dict[str, Any] | None:
+        """The condition `kind` if it has every given value (e.g. reason="X"), else None."""
+        cond = self.condition(name, kind)
+        return cond if cond and all(cond.get(k) == v for k, v in fields.items()) else None
+
     def ready(self, name: str) -> bool:
         cond = self.condition(name, "Ready")
         return bool(cond and cond["status"] == "True")
+
+
+def rbac_denials(log_text: str) -> list[str]:
+    """Operator log lines where the API server refused a request (403), except writes into a
+    namespace or a CRD that is being deleted: those are refusals of timing, not of RBAC.
+    `\b403\b` is a status code, not the digits of a timestamp such as 13:24:51.403818."""
+    return [
+        line
+        for line in log_text.splitlines()
+        if ("Forbidden" in line or re.search(r"\b403\b", line))
+        and "being terminated" not in line
+        and "definition is terminating" not in line
+    ]
 
 
 def printed_columns(table: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ and leaves every other namespace alone."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from tests.operator.operator_helpers import (
     OperatorProcess,
     example,
     install_operator_identity,
+    rbac_denials,
     wait_for,
 )
 
@@ -87,10 +87,5 @@ def test_namespaced_mode_serves_listed_namespaces_with_the_rbac_rules(
         assert outside.get("deployment", "outside") is None, "an unserved namespace was served"
     finally:
         operator.stop()
-    # \b403\b: a status code, not the digits of a timestamp such as 13:24:51.403818.
-    denials = [
-        line
-        for line in operator.log_text().splitlines()
-        if "Forbidden" in line or re.search(r"\b403\b", line)
-    ]
+    denials = rbac_denials(operator.log_text())
     assert not denials, "RBAC denials in namespaced mode:\n" + "\n".join(denials[:5])

@@ -105,7 +105,7 @@ def test_ready_is_false_while_the_deployment_cannot_become_available(
     kube.apply(example("stuck", model=model))
     cond = wait_for(
         "Ready=False with the Deployment's reason",
-        lambda: (c := kube.condition("stuck", "Ready")) and c["reason"] == "ReplicasNotReady" and c,
+        lambda: kube.condition_where("stuck", "Ready", reason="ReplicasNotReady"),
         20,
     )
     assert cond["status"] == "False"
@@ -114,11 +114,7 @@ def test_ready_is_false_while_the_deployment_cannot_become_available(
     # Nothing can answer GET /drift, so the drift loop does not try (no DNS lookups, no backoff).
     drift = wait_for(
         "DriftDetected=Unknown RuntimeNotReady",
-        lambda: (
-            (c := kube.condition("stuck", "DriftDetected"))
-            and c["reason"] == "RuntimeNotReady"
-            and c
-        ),
+        lambda: kube.condition_where("stuck", "DriftDetected", reason="RuntimeNotReady"),
         20,
     )
     assert drift["status"] == "Unknown"  # type: ignore[index]
@@ -230,7 +226,7 @@ def test_unservable_spec_is_degraded_once_and_others_keep_serving(
     kube.apply(example("greedy", resources=resources))
     degraded = wait_for(
         "Degraded=True",
-        lambda: (c := kube.condition("greedy", "Degraded")) and c["status"] == "True" and c,
+        lambda: kube.condition_where("greedy", "Degraded", status="True"),
         15,
     )
     assert degraded["reason"] == "DeploymentRejected"

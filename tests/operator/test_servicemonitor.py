@@ -54,11 +54,7 @@ def test_without_the_crd_forced_servicemonitor_is_degraded_and_auto_uses_annotat
     kube.apply(example("auto"))
     degraded = wait_for(
         "Degraded ServiceMonitorUnavailable",
-        lambda: (
-            (c := kube.condition("forced", "Degraded"))
-            and c["reason"] == "ServiceMonitorUnavailable"
-            and c
-        ),
+        lambda: kube.condition_where("forced", "Degraded", reason="ServiceMonitorUnavailable"),
         30,
     )
     assert degraded["status"] == "True"
