@@ -48,7 +48,7 @@ from aiops_operator.manifests import (  # noqa: E402
     build_deployment,
     build_service,
 )
-from aiops_operator.rbac import cluster_role  # noqa: E402
+from aiops_operator.rbac import cluster_role, cluster_role_binding  # noqa: E402
 from aiops_operator.spec import ModelServiceSpec  # noqa: E402
 
 CHILD_PLURALS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"))
@@ -226,19 +226,7 @@ def install_crd(cluster: LocalCluster) -> None:
 def operator_identity(cluster: LocalCluster) -> Path:
     """ServiceAccount bound to exactly the operator's ClusterRole rules; its kubeconfig."""
     cluster.kubectl("create", "namespace", "aiops-system")
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "aiops-operator"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "aiops-operator",
-        },
-        "subjects": [
-            {"kind": "ServiceAccount", "name": "aiops-operator", "namespace": "aiops-system"}
-        ],
-    }
+    binding = cluster_role_binding("aiops-operator", "aiops-operator", "aiops-system")
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([cluster_role(), binding]))
     return Path(cluster.service_account_kubeconfig("aiops-system", "aiops-operator"))
 

@@ -99,3 +99,16 @@ def cluster_role(name: str = "aiops-operator") -> dict[str, Any]:
         "metadata": {"name": name},
         "rules": rules(),
     }
+
+
+def cluster_role_binding(
+    role: str, service_account: str, namespace: str, name: str | None = None
+) -> dict[str, Any]:
+    """A ClusterRoleBinding of ClusterRole `role` to ServiceAccount `namespace/service_account`."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name or role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from aiops_operator.rbac import cluster_role
+from aiops_operator.rbac import cluster_role, cluster_role_binding
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "modelservice.yaml"
@@ -62,19 +62,7 @@ def install_operator_identity(cluster: Any) -> Path:
     """ServiceAccount + ClusterRole (rbac.py's rules, nothing more) + binding; its kubeconfig."""
     cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
     role = cluster_role("aiops-operator-test")
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "aiops-operator-test"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "aiops-operator-test",
-        },
-        "subjects": [
-            {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
-        ],
-    }
+    binding = cluster_role_binding("aiops-operator-test", OPERATOR_ACCOUNT, OPERATOR_NAMESPACE)
     docs = yaml.safe_dump_all([role, binding])
     cluster.kubectl("apply", "-f", "-", input=docs)
     return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT))
