@@ -94,6 +94,12 @@ crds: install ## Regenerate crds/, the chart's CRD copy and RBAC rules from the 
 	cp crds/modelservices.aiops-quality.io.yaml charts/aiops-operator/crds/
 	$(BIN)/aiops-operator generate-rbac > charts/aiops-operator/files/rbac-rules.yaml
 
+.PHONY: example-model
+example-model: install ## Retrain the example model into examples/models/breast-cancer and pin its new digests
+	$(BIN)/aiops-runtime train --out examples/models/breast-cancer --seed 42 --force
+	$(BIN)/python hack/bump-modelservice.py --file examples/modelservice.yaml \
+	  --manifest examples/models/breast-cancer/manifest.json
+
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)
 	@hack/e2e-kind.sh

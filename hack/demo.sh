@@ -25,6 +25,20 @@ wait_until() {  # wait_until <seconds> <description> <command...>
     sleep 0.5
   done
 }
+wait_runtime_ready() {  # wait_runtime_ready <seconds>: fails at once on a final load failure
+  local end=$((SECONDS + $1)) answer reason
+  until answer=$(curl -s --max-time 2 "$runtime_url/readyz") && [[ $answer == *'"status":"ready"'* ]]; do
+    reason=$("$py" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get("reason","")+": "+d.get("message",""))' "$answer" 2>/dev/null || true)
+    if [ -n "$reason" ] && [[ $reason != loading:* ]]; then
+      echo "demo: the runtime will not become ready: $reason" >&2; return 1
+    fi
+    if [ $SECONDS -ge $end ]; then
+      echo "demo: the runtime was not ready within $1s; last /readyz: ${reason:-nothing answered}" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
 condition_is() {  # condition_is <type> <status>: does the ModelService have that condition?
   [ "$(kubectl -n "$ns" get msvc "$name" \
     -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}" 2>/dev/null)" = "$2" ]
@@ -44,6 +58,8 @@ cleanup() {
     kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status}' >&2 2>/dev/null || true
     echo >&2
     tail -n 20 "$work"/operator.log 2>/dev/null >&2 || true
+    echo "runtime log ($work/runtime.log):" >&2
+    tail -n 5 "$work"/runtime.log 2>/dev/null >&2 || true
   fi
   python3 hack/localcluster.py down --state-dir "$state" >/dev/null
   [ $rc -eq 0 ] && step "Torn down: the local control plane, the operator and the runtime are stopped"
@@ -89,9 +105,11 @@ c.status()
 print(c.service_account_kubeconfig('aiops-system', 'aiops-operator'))")
 echo "   the operator acts as system:serviceaccount:aiops-system:aiops-operator (no admin rights)"
 
-step "4. Train the model (scikit-learn's bundled breast-cancer data, seed 42)"
-rm -rf "$work/model"
-run aiops-runtime train --out "$work/model" --seed 42
+step "4. The example model: shipped in examples/models/breast-cancer, pinned by the example"
+model_dir="$root/examples/models/breast-cancer"
+echo "   (trained by \`aiops-runtime train --seed 42\`; \`make example-model\` retrains it)"
+run sha256sum "$model_dir/model.skops" "$model_dir/reference.npy"
+run grep -E 'sha256:' examples/modelservice.yaml
 
 step "5. Start the operator (Kopf), reading runtimes at the local runtime's address"
 runtime_port=$(free_port)
@@ -118,9 +136,9 @@ run kubectl -n "$ns" get deployment,service,configmap -l app.kubernetes.io/insta
 
 step "7. Run the rendered runtime container locally (its command, env and ConfigMap, as rendered)"
 python3 hack/localpod.py -n "$ns" --deployment "$name" --port "$runtime_port" \
-  --map "/models/breast-cancer=$work/model" --workdir "$work/pod" >"$work/runtime.log" 2>&1 &
+  --map "/models/breast-cancer=$model_dir" --workdir "$work/pod" >"$work/runtime.log" 2>&1 &
 pids+=($!)
-wait_until 90 "the runtime's /readyz" curl -sf "$runtime_url/readyz"
+wait_runtime_ready 90
 run curl -s "$runtime_url/readyz"; echo
 wait_until 60 "READY True" condition_is Ready True
 run kubectl -n "$ns" get modelservices

@@ -11,6 +11,8 @@ specs=("$@")
 
 "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
   || { echo "error: Python >= 3.11 is needed (found $("$python" --version 2>&1))" >&2; exit 1; }
+"$python" -c 'import ensurepip, venv' 2>/dev/null \
+  || { echo "error: $python cannot create virtualenvs (Debian: apt-get install python3-venv)" >&2; exit 1; }
 
 mkdir -p "$venv"
 exec 9>"$venv/.lock"

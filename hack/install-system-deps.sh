@@ -4,7 +4,9 @@
 #   lua5.1                - runs Argo CD's health script for ModelService
 #   wrk                   - the load generator of `make bench-runtime`
 #   openssl               - certificates of the local control plane
-#   git, rsync, nodejs/npm - gitlab-ci-local runs the retrain-model job against a local remote
+#   git, rsync, npm       - gitlab-ci-local runs the retrain-model job against a local remote
+#                           (npm installs it with its own pinned Node 20: Debian 12's is 18)
+#   curl                  - the demo's HTTP calls
 set -euo pipefail
 
 declare -A package_of=(
@@ -15,8 +17,8 @@ declare -A package_of=(
   [openssl]=openssl
   [git]=git
   [rsync]=rsync
-  [node]=nodejs
   [npm]=npm
+  [curl]=curl
 )
 
 missing=()

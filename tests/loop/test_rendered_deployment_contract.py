@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import yaml
 
 from aiops_operator.manifests import Owner, RenderOptions, build_configmap, build_deployment
 from aiops_operator.spec import ModelServiceSpec
+from tests.helpers import wait_runtime_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "hack"))
@@ -42,20 +42,8 @@ def get_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the runtime exited before it became ready"
-        try:
-            if get_json(f"{base}/readyz"):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the runtime did not become ready")
-
-
 def test_rendered_deployment_starts_a_ready_runtime_with_the_spec_threshold(
-    trained_model_dir, tmp_path
+    example_model_dir, tmp_path
 ):
     example = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())
     example["spec"]["drift"]["pValueThreshold"] = 0.2
@@ -68,20 +56,20 @@ def test_rendered_deployment_starts_a_ready_runtime_with_the_spec_threshold(
     pod = LocalPod(
         deployment,
         tmp_path,
-        extra_mapping={"/models/breast-cancer": str(trained_model_dir)},
+        extra_mapping={"/models/breast-cancer": str(example_model_dir)},
         env_overrides={"HOST": "127.0.0.1", "PORT": str(port)},
     )
     pod.prepare_volumes(lambda name: dict(config_map["data"]))
     env = pod.environment()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    assert env["MODEL_URI"] == f"file://{trained_model_dir}/model.skops"
+    assert env["MODEL_URI"] == f"file://{example_model_dir}/model.skops"
 
     proc = subprocess.Popen(
         pod.command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, proc)
+        wait_runtime_ready(base, 60, proc)
         drift = get_json(f"{base}/drift")
         assert drift["p_value_threshold"] == pytest.approx(0.2)
         assert drift["window_size"] == spec.drift.window_size

@@ -31,12 +31,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def make_settings(trained_model_dir: Path) -> Callable[..., RuntimeSettings]:
+def make_settings(example_model_dir: Path) -> Callable[..., RuntimeSettings]:
     """Settings serving the session's trained model; keyword arguments override fields."""
 
     def make(**overrides: Any) -> RuntimeSettings:
         base: dict[str, Any] = {
-            "model_dir": trained_model_dir,
+            "model_dir": example_model_dir,
             "drift_enabled": False,
             "log_summary_interval_s": 0,
         }
@@ -46,10 +46,10 @@ def make_settings(trained_model_dir: Path) -> Callable[..., RuntimeSettings]:
 
 
 @pytest.fixture
-def model_copy(trained_model_dir: Path, tmp_path: Path) -> Path:
+def model_copy(example_model_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the trained artifacts that a test may tamper with."""
     target = tmp_path / "model"
-    shutil.copytree(trained_model_dir, target)
+    shutil.copytree(example_model_dir, target)
     return target
 
 
@@ -62,10 +62,10 @@ async def client(make_settings: Callable[..., RuntimeSettings]) -> AsyncIterator
 
 
 @pytest.fixture(scope="module")
-def live_server(trained_model_dir: Path) -> Iterator[LiveServer]:
+def live_server(example_model_dir: Path) -> Iterator[LiveServer]:
     """A real HTTP server on the trained model (drift off), shared by a module's tests."""
     settings = RuntimeSettings(
-        model_dir=trained_model_dir, drift_enabled=False, log_summary_interval_s=0
+        model_dir=example_model_dir, drift_enabled=False, log_summary_interval_s=0
     )
     with LiveServer(settings) as server:
         yield server

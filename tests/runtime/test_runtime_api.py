@@ -34,11 +34,11 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 async def test_predict_one_row_answers_class_and_probabilities(
-    client: httpx.AsyncClient, trained_model_dir: Path
+    client: httpx.AsyncClient, example_model_dir: Path
 ) -> None:
     import skops.io as sio
 
-    model = sio.load(trained_model_dir / "model.skops", trusted=TRUSTED_TYPES)
+    model = sio.load(example_model_dir / "model.skops", trusted=TRUSTED_TYPES)
     response = await client.post("/predict", json={"features": ROW})
     assert response.status_code == 200
     body = response.json()
@@ -51,9 +51,9 @@ async def test_predict_one_row_answers_class_and_probabilities(
 
 
 async def test_predict_batch_keeps_row_order(
-    client: httpx.AsyncClient, trained_model_dir: Path
+    client: httpx.AsyncClient, example_model_dir: Path
 ) -> None:
-    rows = reference_rows(trained_model_dir, 50)
+    rows = reference_rows(example_model_dir, 50)
     response = await client.post("/predict", json={"instances": rows.tolist()})
     assert response.status_code == 200
     body = response.json()
@@ -268,13 +268,13 @@ async def test_liveness(client: httpx.AsyncClient, path: str) -> None:
 
 @pytest.mark.parametrize("path", ["/readyz", "/v2/health/ready"])
 async def test_readiness_names_the_verified_digest(
-    client: httpx.AsyncClient, trained_model_dir: Path, path: str
+    client: httpx.AsyncClient, example_model_dir: Path, path: str
 ) -> None:
     response = await client.get(path)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["sha256"] == manifest(trained_model_dir)["model"]["sha256"]
+    assert body["sha256"] == manifest(example_model_dir)["model"]["sha256"]
 
 
 async def test_not_ready_runtime_refuses_predict_with_503(make_settings: Any) -> None:

@@ -46,11 +46,11 @@ def flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_model_dir_loads_model_and_reference(trained_model_dir: Path) -> None:
-    loaded = load_artifacts(RuntimeSettings(model_dir=trained_model_dir))
+def test_model_dir_loads_model_and_reference(example_model_dir: Path) -> None:
+    loaded = load_artifacts(RuntimeSettings(model_dir=example_model_dir))
     assert loaded.model.n_features == 30
     assert loaded.model.classes == ["benign", "malignant"]
-    assert loaded.model.sha256 == manifest(trained_model_dir)["model"]["sha256"]
+    assert loaded.model.sha256 == manifest(example_model_dir)["model"]["sha256"]
     assert loaded.reference is not None
     assert loaded.reference.shape == (284, 30)
 
@@ -72,29 +72,29 @@ def test_tampered_model_is_never_deserialized(model_copy: Path) -> None:
     assert caught.value.reason == "digest_mismatch"
 
 
-def test_env_digest_pins_the_manifest(trained_model_dir: Path) -> None:
+def test_env_digest_pins_the_manifest(example_model_dir: Path) -> None:
     with pytest.raises(ArtifactError) as caught:
-        load_artifacts(RuntimeSettings(model_dir=trained_model_dir, model_sha256="0" * 64))
+        load_artifacts(RuntimeSettings(model_dir=example_model_dir, model_sha256="0" * 64))
     assert caught.value.reason == "digest_mismatch"
 
 
-def test_model_uri_needs_a_digest(trained_model_dir: Path) -> None:
+def test_model_uri_needs_a_digest(example_model_dir: Path) -> None:
     with pytest.raises(ArtifactError) as caught:
-        load_artifacts(RuntimeSettings(model_uri=(trained_model_dir / "model.skops").as_uri()))
+        load_artifacts(RuntimeSettings(model_uri=(example_model_dir / "model.skops").as_uri()))
     assert caught.value.reason == "missing_digest"
 
 
-def test_model_uri_with_sha256_prefix_is_accepted(trained_model_dir: Path) -> None:
-    model = trained_model_dir / "model.skops"
+def test_model_uri_with_sha256_prefix_is_accepted(example_model_dir: Path) -> None:
+    model = example_model_dir / "model.skops"
     settings = RuntimeSettings(model_uri=model.as_uri(), model_sha256=f"sha256:{digest(model)}")
     assert load_artifacts(settings).reference is None
 
 
-def test_reference_with_wrong_shape_is_refused(tmp_path: Path, trained_model_dir: Path) -> None:
+def test_reference_with_wrong_shape_is_refused(tmp_path: Path, example_model_dir: Path) -> None:
     reference = tmp_path / "reference.npy"
     np.save(reference, np.zeros((10, 29)))
     with pytest.raises(ArtifactError) as caught:
-        load_artifacts(uri_settings(trained_model_dir / "model.skops", reference))
+        load_artifacts(uri_settings(example_model_dir / "model.skops", reference))
     assert caught.value.reason == "invalid_reference"
 
 
@@ -151,7 +151,7 @@ class _ArtifactHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_artifacts(trained_model_dir: Path) -> Iterator[Callable[[float], str]]:
+def http_artifacts(example_model_dir: Path) -> Iterator[Callable[[float], str]]:
     """Serve the trained artifacts over real HTTP on 127.0.0.1; call with a response delay."""
     servers: list[http.server.ThreadingHTTPServer] = []
 
@@ -159,7 +159,7 @@ def http_artifacts(trained_model_dir: Path) -> Iterator[Callable[[float], str]]:
         handler = type("Handler", (_ArtifactHandler,), {"delay_s": delay_s})
 
         def factory(*args: Any) -> _ArtifactHandler:
-            return handler(*args, directory=str(trained_model_dir))
+            return handler(*args, directory=str(example_model_dir))
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
         server.daemon_threads = True
@@ -174,10 +174,10 @@ def http_artifacts(trained_model_dir: Path) -> Iterator[Callable[[float], str]]:
 
 
 def test_artifacts_are_fetched_over_http(
-    http_artifacts: Callable[[float], str], trained_model_dir: Path
+    http_artifacts: Callable[[float], str], example_model_dir: Path
 ) -> None:
     base = http_artifacts(0.0)
-    files = manifest(trained_model_dir)
+    files = manifest(example_model_dir)
     settings = RuntimeSettings(
         model_uri=f"{base}/model.skops",
         model_sha256=files["model"]["sha256"],
@@ -190,12 +190,12 @@ def test_artifacts_are_fetched_over_http(
 
 
 def test_slow_http_artifact_times_out(
-    http_artifacts: Callable[[float], str], trained_model_dir: Path
+    http_artifacts: Callable[[float], str], example_model_dir: Path
 ) -> None:
     base = http_artifacts(3.0)
     settings = RuntimeSettings(
         model_uri=f"{base}/model.skops",
-        model_sha256=manifest(trained_model_dir)["model"]["sha256"],
+        model_sha256=manifest(example_model_dir)["model"]["sha256"],
         download_timeout_s=0.3,
     )
     started = time.monotonic()

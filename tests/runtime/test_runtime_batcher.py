@@ -31,10 +31,10 @@ class RecordingScorer:
 
 @pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "thread"])
 async def test_concurrent_callers_get_their_own_rows(
-    trained_model_dir: Path, in_thread: bool
+    example_model_dir: Path, in_thread: bool
 ) -> None:
-    scorer = RecordingScorer(trained_model_dir)
-    rows = reference_rows(trained_model_dir, 200)
+    scorer = RecordingScorer(example_model_dir)
+    rows = reference_rows(example_model_dir, 200)
     batcher = MicroBatcher(scorer, max_rows=64, max_wait_s=0.01, in_thread=in_thread)
     batcher.start()
     try:
@@ -52,13 +52,13 @@ async def test_concurrent_callers_get_their_own_rows(
 
 
 async def test_a_lone_caller_larger_than_max_rows_is_scored_alone(
-    trained_model_dir: Path,
+    example_model_dir: Path,
 ) -> None:
-    scorer = RecordingScorer(trained_model_dir)
+    scorer = RecordingScorer(example_model_dir)
     batcher = MicroBatcher(scorer, max_rows=8, max_wait_s=0.01)
     batcher.start()
     try:
-        answer = await batcher.predict(reference_rows(trained_model_dir, 20))
+        answer = await batcher.predict(reference_rows(example_model_dir, 20))
     finally:
         await batcher.stop()
     assert answer.shape == (20, 2)
@@ -80,9 +80,9 @@ async def test_a_failing_model_fails_every_caller_of_the_batch() -> None:
     assert all(isinstance(r, ValueError) for r in results)
 
 
-async def test_the_batcher_keeps_serving_after_a_cancelled_caller(trained_model_dir: Path) -> None:
-    scorer = RecordingScorer(trained_model_dir)
-    rows = reference_rows(trained_model_dir, 2)
+async def test_the_batcher_keeps_serving_after_a_cancelled_caller(example_model_dir: Path) -> None:
+    scorer = RecordingScorer(example_model_dir)
+    rows = reference_rows(example_model_dir, 2)
     batcher = MicroBatcher(scorer, max_rows=100, max_wait_s=0.01)
     batcher.start()
     try:
@@ -102,10 +102,10 @@ async def test_predict_before_start_is_an_error() -> None:
 
 
 async def test_many_concurrent_http_requests_each_get_their_row(
-    client: httpx.AsyncClient, trained_model_dir: Path
+    client: httpx.AsyncClient, example_model_dir: Path
 ) -> None:
-    model = sio.load(trained_model_dir / "model.skops", trusted=TRUSTED_TYPES)
-    rows = reference_rows(trained_model_dir, 150)
+    model = sio.load(example_model_dir / "model.skops", trusted=TRUSTED_TYPES)
+    rows = reference_rows(example_model_dir, 150)
     responses = await asyncio.gather(
         *(
             client.post("/predict", json={"features": row}, headers={"X-Request-ID": f"r{i}"})
@@ -119,8 +119,8 @@ async def test_many_concurrent_http_requests_each_get_their_row(
         assert np.allclose(body["probabilities"][0], expected[i], rtol=0, atol=1e-12)
 
 
-async def test_a_cheap_model_is_scored_in_the_callers_task(trained_model_dir: Path) -> None:
-    rows = reference_rows(trained_model_dir, 40)
+async def test_a_cheap_model_is_scored_in_the_callers_task(example_model_dir: Path) -> None:
+    rows = reference_rows(example_model_dir, 40)
     calls: list[int] = []
 
     def cheap(batch: np.ndarray) -> np.ndarray:

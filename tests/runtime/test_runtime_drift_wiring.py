@@ -34,12 +34,12 @@ DRIFT_KEYS = {
 
 
 async def test_predict_keeps_answering_with_drift_on_and_drift_reports_checks(
-    make_settings: Callable[..., RuntimeSettings], trained_model_dir: Path
+    make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
 ) -> None:
     settings = make_settings(
         drift_enabled=True, drift_window_size=50, drift_check_every=25, drift_p_threshold=0.01
     )
-    rows = reference_rows(trained_model_dir, 200)
+    rows = reference_rows(example_model_dir, 200)
     async with app_client(settings) as client:
         state = client.app.state.runtime  # type: ignore[attr-defined]
         assert state.drift is not None
@@ -66,11 +66,11 @@ async def test_predict_keeps_answering_with_drift_on_and_drift_reports_checks(
 
 
 async def test_drift_without_reference_is_reported_off(
-    make_settings: Callable[..., RuntimeSettings], trained_model_dir: Path
+    make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
 ) -> None:
     import hashlib
 
-    model = trained_model_dir / "model.skops"
+    model = example_model_dir / "model.skops"
     settings = make_settings(
         model_dir=None,
         model_uri=model.as_uri(),

@@ -88,8 +88,8 @@ def wait_ready(url: str, timeout_s: float = 60) -> httpx.Response:
 
 
 @pytest.fixture
-def served(trained_model_dir: Path) -> Iterator[Served]:
-    server = serve(trained_model_dir)
+def served(example_model_dir: Path) -> Iterator[Served]:
+    server = serve(example_model_dir)
     yield server
     if server.process.poll() is None:
         server.process.kill()
@@ -118,10 +118,10 @@ def test_runbook_sample_request_is_served(served: Served) -> None:
 
 
 def test_tampered_model_dir_stays_not_ready_but_alive(
-    trained_model_dir: Path, tmp_path: Path
+    example_model_dir: Path, tmp_path: Path
 ) -> None:
     model_dir = tmp_path / "tampered"
-    shutil.copytree(trained_model_dir, model_dir)
+    shutil.copytree(example_model_dir, model_dir)
     model = model_dir / "model.skops"
     model.write_bytes(model.read_bytes() + b"\0")
     server = serve(model_dir)

@@ -23,10 +23,10 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_trained_model_gets_the_linear_scorer_with_identical_answers(
-    trained_model_dir: Path, data: tuple[np.ndarray, np.ndarray]
+    example_model_dir: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    model = sio.load(trained_model_dir / "model.skops", trusted=TRUSTED_TYPES)
-    plan = plan_scoring(model, np.load(trained_model_dir / "reference.npy"))
+    model = sio.load(example_model_dir / "model.skops", trusted=TRUSTED_TYPES)
+    plan = plan_scoring(model, np.load(example_model_dir / "reference.npy"))
     assert plan.kind == "linear"
     x = np.vstack([data[0], data[0] * 3, default_probe(30) * 100])
     assert np.allclose(plan.score(x), model.predict_proba(x), rtol=0, atol=1e-12)
@@ -60,6 +60,6 @@ def test_other_models_keep_predict_proba(data: tuple[np.ndarray, np.ndarray]) ->
     assert plan_scoring(iris, default_probe(4)).kind == "predict_proba"
 
 
-def test_linear_scorer_can_be_turned_off(trained_model_dir: Path) -> None:
-    model = sio.load(trained_model_dir / "model.skops", trusted=TRUSTED_TYPES)
+def test_linear_scorer_can_be_turned_off(example_model_dir: Path) -> None:
+    model = sio.load(example_model_dir / "model.skops", trusted=TRUSTED_TYPES)
     assert plan_scoring(model, default_probe(30), allow_linear=False).kind == "predict_proba"
