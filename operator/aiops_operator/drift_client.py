@@ -18,11 +18,14 @@ import aiohttp
 PLACEHOLDERS = frozenset({"name", "namespace", "port"})
 # The keys of GET /drift (runtime/aiops_runtime/drift.py snapshot()) the operator relies on.
 REQUIRED_KEYS = ("p_value_threshold", "checks", "drift", "drift_events")
+# Longest text taken from a runtime's answer into a condition message.
+MESSAGE_MAX = 400
 
 
 class DriftReadError(Exception):
     """GET /drift failed; `kind` is unreachable, http or invalid, `message` says what happened.
 
+    Kind notloaded: the runtime answered that it has no model (loading, or a load that failed).
     The drift loop also uses kind notready for a Deployment it does not read: no ready replica.
     """
 
@@ -98,6 +101,24 @@ def parse_snapshot(doc: Any) -> DriftReading:
         ) from None
 
 
+def not_loaded_error(url: str, text: str) -> DriftReadError:
+    """The error for a 503 answer: the runtime's own not-ready reason when it gives one."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("ready") is not False:
+        return DriftReadError("http", f"GET {url} answered HTTP 503")
+    reason = _one_line(doc.get("reason")) or "not_ready"
+    message = _one_line(doc.get("message"))
+    said = f"{reason}: {message}" if message else reason
+    return DriftReadError("notloaded", f"the runtime has no model: {said}"[:MESSAGE_MAX])
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split()) if isinstance(value, str) else ""
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -138,6 +159,8 @@ class DriftClient:
         try:
             async with self.session().get(url, headers={"Accept": "application/json"}) as resp:
                 text = await resp.text()
+                if resp.status == 503:
+                    raise not_loaded_error(url, text)
                 if resp.status != 200:
                     raise DriftReadError("http", f"GET {url} answered HTTP {resp.status}")
         except TimeoutError:

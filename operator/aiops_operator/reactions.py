@@ -27,6 +27,7 @@ ERROR_REASONS = {
     "http": "DriftEndpointError",
     "invalid": "InvalidDriftResponse",
     "notready": "RuntimeNotReady",
+    "notloaded": "ModelNotLoaded",
 }
 TRIGGERED = "Triggered"
 FAILED = "Failed"

@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
@@ -152,29 +153,55 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes before reading them all."""
+async def read_body(request: Request, settings: RuntimeSettings) -> bytes:
+    """The request body, refusing (413) more than MAX_BODY_BYTES before reading them all.
+
+    Before the 413 the rest of the body is drained, like nginx's lingering close: uvicorn closes a
+    ``Connection: close`` connection (urllib's) right after the answer, and unread bytes would make
+    the kernel reset it, so the client would see a reset instead of the 413.
+    """
+    limit = settings.max_body_bytes
+    budget = limit + settings.body_drain_bytes  # the most body bytes read before a 413
+    too_large = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, "invalid_content_length", "Content-Length is not a number")
         if int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
+            # A client waiting for 100 Continue has sent nothing; reading would ask for it all.
+            waiting = request.headers.get("expect", "").lower() == "100-continue"
+            if int(declared) <= budget and not waiting:
+                await _drain(request.stream(), budget, settings.body_drain_timeout_s)
+            raise too_large
         return await request.body()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
+            await _drain(stream, budget - size, settings.body_drain_timeout_s)
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes], budget: int, timeout_s: float) -> None:
+    """Read and discard ``stream`` until it ends, ``budget`` bytes were read or time is up."""
+    if budget <= 0:
+        return
+    with contextlib.suppress(TimeoutError, ClientDisconnect):
+        async with asyncio.timeout(timeout_s):
+            async for chunk in stream:
+                budget -= len(chunk)
+                if budget <= 0:
+                    return
 
 
 async def read_predict_rows(request: Request, settings: RuntimeSettings, n_features: int) -> Any:
     """Content type, size and body checks shared by the runtime and the benchmark's floor app."""
     _check_content_type(request)
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings)
     return parse_predict_body(body, n_features, settings.max_batch_size)
 
 
@@ -289,6 +316,9 @@ async def _metrics(request: Request) -> Response:
 
 async def _drift(request: Request) -> Response:
     state: RuntimeState = request.app.state.runtime
+    if not state.ready:
+        # Not "drift disabled": there is no model (yet), and the operator reports why.
+        return _json({"enabled": False, "ready": False, **_health_body(state)}, 503)
     if state.drift is None:
         return _json(state.drift_status)
     return _json({"enabled": True, **state.drift.snapshot()})

@@ -88,6 +88,14 @@ class RuntimeSettings(BaseSettings):
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
     )
+    body_drain_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Most bytes past MAX_BODY_BYTES discarded before a 413 (0 turns it off).",
+    )
+    body_drain_timeout_s: float = Field(
+        5.0, ge=0, description="Most seconds spent discarding an oversized body before its 413."
+    )
     batch_max_wait_ms: float = Field(
         2.0, ge=0, le=100, description="Longest a request waits to be scored with others."
     )

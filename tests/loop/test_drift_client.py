@@ -46,11 +46,11 @@ def test_bad_patterns_are_refused_with_a_reason(pattern: str, match: str) -> Non
         check_pattern(pattern)
 
 
-def test_the_runtimes_real_snapshot_parses(trained_model_dir: Path) -> None:
+def test_the_runtimes_real_snapshot_parses(example_model_dir: Path) -> None:
     from aiops_runtime.drift import DriftMonitor
     from aiops_runtime.settings import DriftConfig
 
-    reference = np.load(trained_model_dir / "reference.npy")
+    reference = np.load(example_model_dir / "reference.npy")
     config = DriftConfig.model_validate(
         {"pValueThreshold": 0.2, "windowSize": 20, "checkEvery": 10, "consecutive": 1}
     )
@@ -115,6 +115,37 @@ def test_http_errors_and_garbage_become_read_errors(status: int, body: object, k
     with fake_server(status, body) as runtime, pytest.raises(DriftReadError) as err:
         read_once(runtime.base)
     assert err.value.kind == kind
+
+
+def test_a_runtime_without_a_model_is_not_loaded_with_its_own_reason(
+    example_model_dir: Path,
+) -> None:
+    from aiops_runtime.settings import RuntimeSettings
+    from tests.runtime.runtime_helpers import app_client
+
+    async def drift_answer() -> tuple[int, object]:
+        wrong = RuntimeSettings(
+            model_uri=f"file://{example_model_dir}/model.skops", model_sha256="0" * 64
+        )
+        async with app_client(wrong) as client:
+            response = await client.get("/drift")
+        return response.status_code, response.json()
+
+    status, body = asyncio.run(drift_answer())
+    with fake_server(status, body) as runtime, pytest.raises(DriftReadError) as err:
+        read_once(runtime.base)
+    assert err.value.kind == "notloaded"
+    assert "digest" in err.value.message
+    assert "0" * 64 in err.value.message
+
+
+def test_a_not_loaded_message_is_one_bounded_line() -> None:
+    body = {"ready": False, "reason": "fetch_failed", "message": "line one\nline two " + "x" * 5000}
+    with fake_server(503, body) as runtime, pytest.raises(DriftReadError) as err:
+        read_once(runtime.base)
+    assert err.value.kind == "notloaded"
+    assert "\n" not in err.value.message
+    assert len(err.value.message) <= 400
 
 
 def test_nothing_listening_is_unreachable() -> None:

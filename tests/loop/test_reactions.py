@@ -128,6 +128,13 @@ def test_no_ready_replica_gives_runtime_not_ready() -> None:
     assert cond["observedGeneration"] == 3
 
 
+def test_a_runtime_without_a_model_is_model_not_loaded_not_drift_disabled() -> None:
+    error = DriftReadError("notloaded", "the runtime has no model: digest_mismatch: expected a")
+    cond = drift_condition(None, error, generation=2)
+    assert (cond["status"], cond["reason"]) == ("Unknown", "ModelNotLoaded")
+    assert "digest_mismatch" in cond["message"]
+
+
 def test_drift_disabled_in_the_runtime_is_unknown_with_its_reason() -> None:
     cond = drift_condition(DriftReading(enabled=False, reason="no reference"), None, 1)
     assert (cond["status"], cond["reason"], cond["message"]) == (

@@ -235,6 +235,11 @@ async def test_runtime_with_tampered_model_stays_not_ready(
             assert (await client.get("/healthz")).status_code == 200
             refused = await client.post("/predict", json={"features": RUNBOOK_FEATURES})
             assert refused.status_code == 503
+            drift = await client.get("/drift")
+            # No model is not "drift disabled": /drift says why there is none.
+            assert drift.status_code == 503
+            assert drift.json()["ready"] is False
+            assert drift.json()["reason"] == "digest_mismatch"
             assert sample("model_ready") == 0
     finally:
         logging.getLogger().handlers.clear()
