@@ -92,7 +92,8 @@ async def test_the_batcher_keeps_serving_after_a_cancelled_caller(example_model_
         answer = await batcher.predict(rows[1:])
     finally:
         await batcher.stop()
-    assert np.array_equal(answer, scorer.model.predict_proba(rows[1:]))
+    # The row may be scored within a batch: BLAS kernels may then differ in the last bits.
+    np.testing.assert_allclose(answer, scorer.model.predict_proba(rows[1:]), rtol=1e-12, atol=0)
 
 
 async def test_predict_before_start_is_an_error() -> None:
