@@ -142,7 +142,7 @@ def scrape_mode(spec: ModelServiceSpec, options: RenderOptions) -> str:
 
 def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, str]]:
     """The runtime container's environment (names fixed by the runtime's settings.py)."""
-    model, drift = spec.model, spec.drift
+    model = spec.model
     env = {
         "MODEL_NAME": name,
         "MODEL_VERSION": model.version,
@@ -156,23 +156,15 @@ def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, str]]:
     if model.reference is not None:
         env["REFERENCE_URI"] = runtime_uri(model.reference.uri)
         env["REFERENCE_SHA256"] = model.reference.sha256
+    # The drift settings (threshold, window, ...) live only in the ConfigMap, which the runtime
+    # reads at start and on change: a threshold change never rolls the pods or resets windows.
     env.update(
         {
             "DRIFT_ENABLED": "true" if model.reference is not None else "false",
-            "DRIFT_DETECTOR": drift.detector,
-            "DRIFT_P_THRESHOLD": format_threshold(drift.p_value_threshold),
-            "DRIFT_WINDOW_SIZE": str(drift.window_size),
-            "DRIFT_CHECK_EVERY": str(drift.check_every),
-            "DRIFT_CONSECUTIVE": str(drift.consecutive),
             "DRIFT_CONFIG_FILE": f"{DRIFT_CONFIG_DIR}/{DRIFT_CONFIG_KEY}",
         }
     )
     return [{"name": k, "value": v} for k, v in env.items()]
-
-
-def format_threshold(value: float) -> str:
-    """The threshold as the env var string (repr keeps every digit, no float noise added)."""
-    return repr(float(value))
 
 
 def _volumes(owner: Owner, spec: ModelServiceSpec) -> tuple[list[dict], list[dict]]:
