@@ -1,9 +1,16 @@
 # Pinned versions of the local toolchain. Sourced by hack/*.sh; the Go wrapper modules under
-# hack/{k8s,etcd,kwok} pin the same versions (a test checks they agree). Delivery tools (helm,
-# promtool, ...) are pinned by their own wrapper modules, read by hack/tools-build.sh.
+# hack/{k8s,etcd,kwok,containerd,cni,coredns} pin the same versions (tests check they agree).
+# Delivery tools (helm, promtool, ...) are pinned by their own wrapper modules, read by
+# hack/tools-build.sh.
 K8S_VERSION=1.35.4
 ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
+# The real node (hack/node-build.sh): kubelet and kube-proxy are K8S_VERSION, from hack/k8s;
+# CoreDNS is the 1.13 line kubeadm v1.35 deploys; runc is Debian's.
+CONTAINERD_VERSION=2.4.2
+CNI_PLUGINS_VERSION=1.10.0
+COREDNS_VERSION=1.13.2
 
 AIOPS_CACHE_DIR=${AIOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aiops-quality}
 CONTROL_PLANE_KEY="k8s-v${K8S_VERSION}_etcd-v${ETCD_VERSION}_kwok-v${KWOK_VERSION}"
+NODE_KEY="k8s-v${K8S_VERSION}_containerd-v${CONTAINERD_VERSION}_cni-v${CNI_PLUGINS_VERSION}_coredns-v${COREDNS_VERSION}"
