@@ -44,9 +44,19 @@ tools: ## Build (or reuse from the cache) the pinned control-plane binaries
 
 # --- local control plane -----------------------------------------------------------------------
 
+# CLUSTER_NODE=kwok: the KWOK node only, for machines without namespaces (CI never uses it).
+CLUSTER_NODE ?= real
+
 .PHONY: cluster-up
-cluster-up: tools ## Start etcd, kube-apiserver, controller-manager, scheduler and a KWOK node
-	@hack/cluster.sh up
+cluster-up: tools system-deps ## Start the control plane, a real node (containerd, kubelet, CoreDNS) and a KWOK node
+	@CLUSTER_NODE=$(CLUSTER_NODE) hack/cluster.sh up
+
+.PHONY: images
+images: system-deps ## Build the runtime, operator and pause images (buildah, no Docker); import them into a running real node
+	@set -e; out=$$(hack/images.sh); \
+	python3 hack/localcluster.py import --state-dir .cluster \
+	  $$(echo "$$out" | sed -n 's/^\(runtime\|operator\)_archive=//p'); \
+	echo "$$out" | grep -E '^(runtime|operator)='
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its state

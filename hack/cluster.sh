@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make cluster-up|cluster-down|cluster-status: the local control plane in .cluster/.
+# make cluster-up|cluster-down|cluster-status: the local cluster in .cluster/.
+# CLUSTER_NODE=kwok (make cluster-up CLUSTER_NODE=kwok) starts it without the real node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in

@@ -7,6 +7,10 @@
 #   git, rsync, npm       - gitlab-ci-local runs the retrain-model job against a local remote
 #                           (npm installs it with its own pinned Node 20: Debian 12's is 18)
 #   curl                  - the demo's HTTP calls
+#   runc, nft, ip         - the real node: runc for containerd (crun fails on hybrid cgroups),
+#                           nftables for kube-proxy, iproute2 for its veth
+#   buildah, debootstrap, gcc + libc6-dev
+#                         - `make images`: the Debian base, both Dockerfiles, the static pause
 set -euo pipefail
 
 declare -A package_of=(
@@ -19,12 +23,20 @@ declare -A package_of=(
   [rsync]=rsync
   [npm]=npm
   [curl]=curl
+  [runc]=runc
+  [nft]=nftables
+  [ip]=iproute2
+  [buildah]=buildah
+  [debootstrap]=debootstrap
+  [gcc]=gcc
 )
 
 missing=()
 for cmd in "${!package_of[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${package_of[$cmd]}")
 done
+# The static pause binary links libc.a (no command to look for).
+[ -e "/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)/libc.a" ] || missing+=(libc6-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -1,11 +1,14 @@
-"""A real, local Kubernetes control plane without a container engine.
+"""A real, local Kubernetes control plane, with a real node or only a KWOK one.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes on free
-loopback ports; KWOK plays the kubelet of one fake node, so pods of a Deployment become Running and
-Ready. Certificates are generated at start. `make cluster-up` and the pytest fixture both use this
-module. Standard library only, so it runs before any virtualenv exists.
+ports; KWOK plays the kubelet of one fake node (pods become Running and Ready, nothing runs), for
+scale. With `--node real` (the default of `make cluster-up`) a real node joins: containerd, runc,
+kubelet, kube-proxy and CoreDNS in their own namespaces (hack/realnode.py), the API server listens
+on the host end of the node's veth, and the KWOK node is tainted so that real workloads land on
+the real node. Certificates are generated at start. Standard library only, so it runs before any
+virtualenv exists.
 
-    python3 hack/localcluster.py up|down|status [--state-dir .cluster]
+    python3 hack/localcluster.py up|down|status [--state-dir .cluster] [--node real|kwok]
 """
 
 from __future__ import annotations
@@ -27,11 +30,20 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realnode
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "hack" / "control-plane-build.sh"
+NODE_BUILD_SCRIPT = REPO_ROOT / "hack" / "node-build.sh"
+IMAGES_SCRIPT = REPO_ROOT / "hack" / "images.sh"
 NODE_NAME = "kwok-node-0"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-SERVICE_CIDR = "10.96.0.0/16"
+# Inside 198.18.0.0/15 (the benchmarking range); real nodes take their links and pod ranges
+# from 198.18.0.0/16 (hack/realnode.py), KWOK's fake pod IPs from 198.18.128.0/17.
+SERVICE_CIDR = "198.19.0.0/16"
+KUBERNETES_SERVICE_IP = "198.19.0.1"
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
 
 
 class ClusterError(RuntimeError):
@@ -64,7 +76,7 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ClusterError(f"openssl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
 
 
-def generate_pki(pki: Path) -> None:
+def generate_pki(pki: Path, addresses: tuple[str, ...] = ()) -> None:
     """A throw-away CA, the API server's serving cert, client certs and the SA signing key."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=pki)
@@ -75,8 +87,10 @@ def generate_pki(pki: Path) -> None:
     (pki / "san.ext").write_text(
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "subjectAltName="
+        + "".join(f"IP:{ip}," for ip in ("127.0.0.1", *addresses, KUBERNETES_SERVICE_IP))
+        + "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        "DNS:kubernetes.default.svc.cluster.local\n"
     )
     (pki / "client.ext").write_text(
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -88,6 +102,12 @@ def generate_pki(pki: Path) -> None:
         "controller-manager": ("/CN=system:kube-controller-manager", "client.ext"),
         "scheduler": ("/CN=system:kube-scheduler", "client.ext"),
         "kwok": ("/O=system:masters/CN=kwok", "client.ext"),
+        # The real node's identities: kubelet (Node authorizer), kube-proxy, CoreDNS, and the
+        # API server's own client to the kubelet (logs, exec, port-forward).
+        "kubelet": (f"/O=system:nodes/CN=system:node:{realnode.NODE_NAME}", "client.ext"),
+        "kube-proxy": ("/CN=system:kube-proxy", "client.ext"),
+        "coredns": ("/CN=system:coredns", "client.ext"),
+        "apiserver-kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet", "client.ext"),
     }
     for name, (subject, ext) in certs.items():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key",
@@ -130,6 +150,16 @@ def _cert_user(pki: Path, name: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class NodeBuild:
+    """What a real node runs: its binaries, the CNI plugins and the pause image's archive."""
+
+    bin_dir: Path
+    cni_bin: Path
+    pause_archive: Path
+    pause_ref: str
+
+
 @dataclass
 class LocalCluster:
     """A control plane whose state (PIDs, logs, certs, etcd data) lives in `state_dir`."""
@@ -138,6 +168,8 @@ class LocalCluster:
     bin_dir: Path
     kwok_stages: Path = Path("/nonexistent")
     ports: dict[str, int] = field(default_factory=dict)
+    node_build: NodeBuild | None = None  # None: KWOK only
+    address: str = "127.0.0.1"  # where the API server listens (a real node's host end)
 
     @property
     def kubeconfig(self) -> Path:
@@ -145,7 +177,25 @@ class LocalCluster:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.address}:{self.ports['apiserver']}"
+
+    @property
+    def real_node(self) -> realnode.RealNode | None:
+        """The real node, when this cluster has one (also from another process's state)."""
+        info = self.state_dir / "node.json"
+        if self.node_build is None and not info.exists():
+            return None
+        saved = json.loads(info.read_text()) if info.exists() else {}
+        build = self.node_build
+        return realnode.RealNode(
+            node_dir=self.state_dir / "node",
+            log_dir=self.state_dir / "logs",
+            bin_dir=build.bin_dir if build else Path(saved.get("bin_dir", "/nonexistent")),
+            cni_bin=build.cni_bin if build else Path("/nonexistent"),
+            net=realnode.NodeNetwork(int(saved.get("index", 0))),
+            archives={"pause": build.pause_archive} if build else {},
+            pause_ref=build.pause_ref if build else "",
+        )
 
     @property
     def env(self) -> dict[str, str]:
@@ -161,8 +211,9 @@ class LocalCluster:
         if self.running_pids():
             raise ClusterError(f"a control plane already runs from {self.state_dir}; stop it first")
         self._reset_state()
+        node = self._spawn_node() if self.node_build is not None else None
         pki = self.state_dir / "pki"
-        generate_pki(pki)
+        generate_pki(pki, () if node is None else (node.net.host_ip,))
         self.ports = {
             name: free_port()
             for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
@@ -170,7 +221,7 @@ class LocalCluster:
         self.ports.update(kwok=free_port(), kwok_metrics=free_port())
         (self.state_dir / "ports.json").write_text(json.dumps(self.ports))
         write_kubeconfig(self.kubeconfig, self.server, pki / "ca.crt", _cert_user(pki, "admin"))
-        for name in ("controller-manager", "scheduler", "kwok"):
+        for name in ("controller-manager", "scheduler", "kwok", "kubelet", "kube-proxy", "coredns"):
             write_kubeconfig(
                 self.state_dir / f"{name}.kubeconfig", self.server, pki / "ca.crt",
                 _cert_user(pki, name),
@@ -186,6 +237,8 @@ class LocalCluster:
             self._spawn("kwok", self._kwok_args())
             self._create_node()
             self._wait_node_ready(deadline)
+            if node is not None:
+                self._start_real_node(node, pki, deadline)
             self._wait_default_service_account(deadline)
             self._write_env_file()
         except BaseException:
@@ -205,6 +258,9 @@ class LocalCluster:
                 _signal_group(pid, signal.SIGKILL)
         for pid in pids.values():
             _reap(pid)
+        node = self.real_node
+        if node is not None:
+            node.stop()
         self._reset_state()
 
     def running_pids(self) -> dict[str, int]:
@@ -219,18 +275,42 @@ class LocalCluster:
         return pids
 
     def status(self) -> dict[str, object]:
-        """What runs and whether the API server answers /readyz."""
+        """What runs, where the API server is, whether it answers, and the nodes."""
         ports_file = self.state_dir / "ports.json"
         if ports_file.exists():
             self.ports = json.loads(ports_file.read_text())
+        node_info = self.state_dir / "node.json"
+        if node_info.exists():
+            self.address = json.loads(node_info.read_text())["host_ip"]
         pids = self.running_pids()
+        components = [*COMPONENTS, *(["node"] if node_info.exists() else [])]
         ready = False
         if pids and self.ports:
             try:
                 ready = self._get("/readyz", timeout=3) == "ok"
             except OSError:
                 ready = False
-        return {"components": {c: pids.get(c) for c in COMPONENTS}, "apiserverReady": ready}
+        return {
+            "components": {c: pids.get(c) for c in components},
+            "apiserverReady": ready,
+            "server": self.server if self.ports else None,
+            "kubeconfig": str(self.kubeconfig) if self.kubeconfig.exists() else None,
+            "nodes": self._node_summary() if ready else [],
+        }
+
+    def _node_summary(self) -> list[dict[str, object]]:
+        nodes = json.loads(self._get("/api/v1/nodes", timeout=5))["items"]
+        return [
+            {
+                "name": n["metadata"]["name"],
+                "real": "kwok.x-k8s.io/node" not in n["metadata"].get("annotations", {}),
+                "ready": any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions", [])
+                ),
+            }
+            for n in nodes
+        ]
 
     # --- kubectl helpers ------------------------------------------------------------------------
 
@@ -265,10 +345,75 @@ class LocalCluster:
 
     # --- internals ------------------------------------------------------------------------------
 
+    def _spawn_node(self) -> realnode.RealNode:
+        """Check the machine, pick the node's addresses, start its namespaces and veth."""
+        build = self.node_build
+        assert build is not None
+        missing = realnode.missing_prerequisites(
+            build.bin_dir, build.cni_bin, {"pause": build.pause_archive}
+        )
+        if missing:
+            raise ClusterError(
+                "the real node cannot start; missing: " + "; ".join(missing)
+                + " (make cluster-up CLUSTER_NODE=kwok runs without one)"
+            )  # fmt: skip
+        net = realnode.allocate_network()
+        (self.state_dir / "node.json").write_text(
+            json.dumps(
+                {
+                    "index": net.index,
+                    "host_ip": net.host_ip,
+                    "node_ip": net.node_ip,
+                    "bin_dir": str(build.bin_dir),
+                }
+            )
+        )
+        self.address = net.host_ip
+        node = self.real_node
+        assert node is not None
+        pid = node.spawn()
+        (self.state_dir / "pids" / "node.pid").write_text(str(pid))
+        return node
+
+    def _start_real_node(self, node: realnode.RealNode, pki: Path, deadline: float) -> None:
+        """Taint the KWOK node, let the real one start, wait until it runs a pod."""
+        patch = json.dumps({"spec": {"taints": [KWOK_TAINT]}})
+        self.kubectl("patch", "node", NODE_NAME, "--type", "merge", "-p", patch)
+        self.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": realnode.COREDNS_RBAC}))  # fmt: skip
+        node.configure(pki, {n: self.state_dir / f"{n}.kubeconfig"
+                             for n in ("kubelet", "kube-proxy", "coredns")})  # fmt: skip
+        node.wait_started(max(deadline - time.monotonic(), 30))
+
+        def ready() -> bool:
+            if not node.alive():
+                raise ClusterError(f"the real node exited; see {self.state_dir / 'logs'}")
+            got = self.kubectl("get", "node", realnode.NODE_NAME, "-o", "json", check=False)
+            if got.returncode != 0:
+                return False
+            conditions = json.loads(got.stdout).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        self._wait(deadline + 60, f"node {realnode.NODE_NAME} Ready", ready)
+
+    def import_images(self, archives: list[Path]) -> None:
+        """Import OCI archives into the real node's containerd (as `make images` does)."""
+        node = self.real_node
+        if node is None or not node.alive():
+            raise ClusterError("this cluster has no running real node to import images into")
+        for archive in archives:
+            proc = subprocess.run(
+                [str(node.bin_dir / "ctr"), "--address", str(node.node_dir / "containerd.sock"),
+                 "-n", "k8s.io", "images", "import", str(archive)],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise ClusterError(f"importing {archive} failed: {proc.stderr.strip()}")
+
     def _reset_state(self) -> None:
-        for child in ("pki", "etcd-data", "pids", "cert-dir"):
+        for child in ("pki", "etcd-data", "pids", "cert-dir", "node"):
             shutil.rmtree(self.state_dir / child, ignore_errors=True)
-        for pattern in ("*.kubeconfig", "kubeconfig", "env", "ports.json"):
+        for pattern in ("*.kubeconfig", "kubeconfig", "env", "ports.json", "node.json"):
             for path in self.state_dir.glob(pattern):
                 path.unlink()
         (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
@@ -303,8 +448,8 @@ class LocalCluster:
     def _apiserver_args(self, pki: Path) -> list[str]:
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'cert-dir'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -314,12 +459,18 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,"
             "LimitRanger,ResourceQuota,DefaultStorageClass,MutatingAdmissionWebhook,"
-            "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,NodeRestriction",
             "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",
+            # In-cluster clients (a pod's kubernetes.default.svc) need the endpoint of a real
+            # node's host end; on loopback (KWOK only) there is no pod to reach it.
+            f"--endpoint-reconciler-type={'none' if self.address == '127.0.0.1' else 'lease'}",
+            # kubectl logs/exec/port-forward: dial the kubelet at its node IP, not its name.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             "--v=1",
         ]
 
@@ -367,8 +518,8 @@ class LocalCluster:
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-            "--cidr=10.244.0.1/16",
-            "--node-ip=10.244.0.1",
+            "--cidr=198.18.128.0/17",
+            "--node-ip=198.18.128.1",
             "--server-address=127.0.0.1:" + str(self.ports["kwok"]),
             "--node-lease-duration-seconds=40",
         ]
@@ -457,20 +608,54 @@ class LocalCluster:
         self._wait(deadline, "the default ServiceAccount", probe)
 
     def smoke_deployment(self, timeout: float = 60) -> None:
-        """Prove the cluster runs a Deployment to Ready, then remove it."""
+        """Prove the cluster runs a Deployment to Ready on each node, then remove it."""
         ns = "cluster-smoke"
         self.kubectl("create", "namespace", ns)
         try:
-            self.kubectl(
-                "-n", ns, "create", "deployment", "smoke", "--image=registry.invalid/smoke:1",
-                "--replicas=1",
-            )  # fmt: skip
-            self.kubectl(
-                "-n", ns, "rollout", "status", "deployment/smoke", f"--timeout={int(timeout)}s",
-                timeout=timeout + 10,
-            )  # fmt: skip
+            self.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_smoke_kwok()))
+            if self.real_node is not None and self.node_build is not None:
+                self.kubectl("-n", ns, "apply", "-f", "-",
+                             input=json.dumps(_smoke_real(self.node_build.pause_ref)))  # fmt: skip
+            for name in ("smoke", "smoke-real") if self.node_build else ("smoke",):
+                self.kubectl(
+                    "-n", ns, "rollout", "status", f"deployment/{name}",
+                    f"--timeout={int(timeout)}s", timeout=timeout + 10,
+                )  # fmt: skip
         finally:
             self.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _smoke_deployment(name: str, image: str, pod_spec: dict[str, object]) -> dict[str, object]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "c", "image": image, **pod_spec.pop("c", {})}],
+                    **pod_spec,
+                },
+            },
+        },
+    }
+
+
+def _smoke_kwok() -> dict[str, object]:
+    return _smoke_deployment("smoke", "registry.invalid/smoke:1", {
+        "nodeSelector": {"type": "kwok"}, "tolerations": [{**KWOK_TAINT, "operator": "Equal"}],
+    })  # fmt: skip
+
+
+def _smoke_real(pause_ref: str) -> dict[str, object]:
+    return _smoke_deployment("smoke-real", pause_ref, {
+        "nodeSelector": {"aiops-quality.io/node": "real"},
+        "c": {"imagePullPolicy": "Never"},
+    })  # fmt: skip
 
 
 def _alive(pid: int) -> bool:
@@ -501,18 +686,48 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def temporary_cluster() -> LocalCluster:
+def _script_lines(script: Path, *args: str) -> dict[str, str]:
+    proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ClusterError(f"{script.name} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+def build_node() -> NodeBuild:
+    """Build (or reuse from the cache) the real node's binaries and its pause image."""
+    node = _script_lines(NODE_BUILD_SCRIPT)
+    pause = _script_lines(IMAGES_SCRIPT, "pause")
+    return NodeBuild(
+        bin_dir=Path(node["bin"]),
+        cni_bin=Path(node["cni_bin"]),
+        pause_archive=Path(pause["pause_archive"]),
+        pause_ref=pause["pause"],
+    )
+
+
+def temporary_cluster(real_node: bool = False) -> LocalCluster:
     """A cluster in a fresh temporary state directory (for tests)."""
     state = Path(tempfile.mkdtemp(prefix="aiops-cluster-"))
     bin_dir, stages = build_binaries()
-    return LocalCluster(state_dir=state, bin_dir=bin_dir, kwok_stages=stages)
+    return LocalCluster(
+        state_dir=state, bin_dir=bin_dir, kwok_stages=stages,
+        node_build=build_node() if real_node else None,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "import"))
+    parser.add_argument("archives", nargs="*", type=Path, help="import: OCI archives")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".cluster")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--node",
+        choices=("real", "kwok"),
+        default=os.environ.get("CLUSTER_NODE") or "real",
+        help="real: a real node beside the KWOK one (default); kwok: the KWOK node only",
+    )
+    parser.add_argument("--json", action="store_true", help="status as JSON")
+    args = parser.parse_intermixed_args(argv)
     state_dir = args.state_dir.resolve()
 
     if args.command == "down":
@@ -521,25 +736,61 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
+    if args.command == "import":
+        cluster = LocalCluster(state_dir=state_dir, bin_dir=Path("/nonexistent"))
+        if cluster.real_node is None or not cluster.real_node.alive():
+            print(f"no real node runs from {state_dir}: nothing imported (make cluster-up, then "
+                  "make images again)", file=sys.stderr)  # fmt: skip
+            return 0
+        try:
+            cluster.import_images(args.archives)
+        except ClusterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"imported into {realnode.NODE_NAME}: {', '.join(a.name for a in args.archives)}",
+              file=sys.stderr)  # fmt: skip
+        return 0
     if args.command == "status":
         cluster = LocalCluster(state_dir=state_dir, bin_dir=Path("/nonexistent"))
-        print(json.dumps(cluster.status(), indent=2))
-        return 0 if cluster.status()["apiserverReady"] else 1
+        status = cluster.status()
+        print(json.dumps(status, indent=2) if args.json else describe(status, state_dir))
+        return 0 if status["apiserverReady"] else 1
 
     started = time.monotonic()
-    bin_dir, stages = build_binaries()
-    cluster = LocalCluster(state_dir=state_dir, bin_dir=bin_dir, kwok_stages=stages)
     try:
+        bin_dir, stages = build_binaries()
+        cluster = LocalCluster(
+            state_dir=state_dir, bin_dir=bin_dir, kwok_stages=stages,
+            node_build=build_node() if args.node == "real" else None,
+        )  # fmt: skip
         cluster.start()
         cluster.smoke_deployment()
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(f"logs: {state_dir / 'logs'}", file=sys.stderr)
         return 1
-    print(f"control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}")
-    print(f"  kubeconfig: {cluster.kubeconfig}")
-    print(f"  use it:     . {state_dir / 'env'} && kubectl get nodes")
+    print(f"cluster ready in {time.monotonic() - started:.1f}s")
+    print(describe(cluster.status(), state_dir))
     return 0
+
+
+def describe(status: dict[str, object], state_dir: Path) -> str:
+    """`make cluster-status` for a person: the API, the kubeconfig, the nodes, the processes."""
+    if not status["apiserverReady"]:
+        running = {k: v for k, v in status["components"].items() if v}  # type: ignore[attr-defined]
+        return "no cluster answers" + (f" (still running: {', '.join(running)})" if running else "")
+    lines = [
+        f"API server  {status['server']}",
+        f"kubeconfig  {status['kubeconfig']}",
+        f"use it      . {state_dir / 'env'} && kubectl get nodes",
+        "nodes",
+    ]
+    for node in status["nodes"]:  # type: ignore[attr-defined]
+        kind = "real (containerd + runc, kubelet)" if node["real"] else "KWOK (no containers run)"
+        lines.append(f"  {node['name']:<14} {'Ready' if node['ready'] else 'NotReady':<9} {kind}")
+    pids = ", ".join(f"{k}={v}" for k, v in status["components"].items() if v)  # type: ignore[attr-defined]
+    lines.append(f"processes   {pids}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

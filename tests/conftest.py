@@ -25,6 +25,14 @@ def example_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def helm() -> Path:
+    """helm built from the pinned wrapper module hack/helm (cached per user)."""
+    from tests.helpers import pinned_tool
+
+    return pinned_tool("helm")
+
+
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     """A real local control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK).
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The one not-ready reason of /readyz that can still turn into ready; any other is final (the
 # runtime loads its artifacts once and does not retry).
@@ -67,3 +70,23 @@ def wait_runtime_ready(
         f"the runtime at {url} was not ready within {timeout_s:.0f}s; last /readyz: {last}"
         f"{_tail(log)}"
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned_tool(name: str) -> Path:
+    """A delivery tool (helm, promtool, hadolint, gitlab-ci-local) built or reused by
+    hack/tools-build.sh from its pin."""
+    proc = subprocess.run(
+        [str(REPO_ROOT / "hack" / "tools-build.sh"), name],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"hack/tools-build.sh {name} failed:\n{proc.stderr[-3000:]}"
+    path = Path(proc.stdout.strip().splitlines()[-1]) / name
+    assert path.exists(), f"hack/tools-build.sh did not provide {name}"
+    return path

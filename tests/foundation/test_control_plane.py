@@ -94,7 +94,7 @@ def test_deployment_pods_become_ready_on_the_kwok_node_and_are_garbage_collected
     )
     assert deployment["metadata"]["uid"]
     service = get_json(cluster, "-n", "smoke", "get", "service", "web")
-    assert service["spec"]["clusterIP"].startswith("10.96.")
+    assert service["spec"]["clusterIP"].startswith("198.19.")  # inside 198.18.0.0/15
 
     replica_sets = get_json(cluster, "-n", "smoke", "get", "replicasets", "-l", "app=web")["items"]
     assert len(replica_sets) == 1

@@ -1,0 +1,153 @@
+"""The seed runbook in real containers: the operator as a pod under its chart's RBAC, the
+example ModelService in a `restricted` namespace, the kubelet's probes, port-forward and
+/predict, JSON logs, drift read through the Service's DNS name, a threshold change reaching the
+same running container, a deleted pod replaced, and a deleted ModelService gone."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+from demo_traffic import RUNBOOK_SAMPLE, drift_burst, get_drift, held_out_rows, post, send_rows
+
+from tests.e2e.conftest import (
+    NAME,
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    Runbook,
+    kubectl_json,
+    port_forward,
+)
+from tests.operator.operator_helpers import rbac_denials, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROBE = """
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+try:
+    open("/etc/probe", "w")
+    root_fs = "writable"
+except OSError as exc:
+    root_fs = exc.strerror
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+    "root_fs": root_fs,
+    "token": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+}))
+"""
+
+
+def test_the_operator_runs_as_a_pod_of_its_chart_with_only_its_rbac(
+    runbook: Runbook, operator_release: dict[str, Any]
+) -> None:
+    pod = operator_release
+    assert pod["spec"]["nodeName"] == "aiops-node-0"
+    assert pod["spec"]["serviceAccountName"] == "aiops-operator"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["ready"] is True
+    logs = runbook.cluster.kubectl("-n", OPERATOR_NAMESPACE, "logs", pod["metadata"]["name"])
+    assert "drift loop started" in logs.stdout
+    assert not rbac_denials(logs.stdout)
+
+
+def test_the_runtime_container_runs_restricted_as_checked_inside_it(runbook: Runbook) -> None:
+    pod = runbook.runtime_pod()
+    assert pod["spec"]["nodeName"] == "aiops-node-0"
+    out = runbook.kubectl("exec", pod["metadata"]["name"], "--", "python3", "-c", PROBE).stdout
+    seen = json.loads(out)
+    assert seen == {
+        "uid": 10001, "gid": 10001,
+        "cap_eff": "0000000000000000", "cap_bnd": "0000000000000000",
+        "no_new_privs": "1", "seccomp": "2",  # 2: a filter, the runtime's default profile
+        "root_fs": "Read-only file system",
+        "token": False,
+    }  # fmt: skip
+
+
+def test_ready_follows_the_kubelets_readiness_probe_on_readyz(runbook: Runbook) -> None:
+    pod = runbook.runtime_pod()
+    container = pod["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    conditions = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    ready = runbook.condition("Ready")
+    assert ready["status"] == "True"
+    assert ready["lastTransitionTime"] >= conditions["Ready"]["lastTransitionTime"]
+
+
+def test_port_forward_predict_and_json_logs(runbook: Runbook) -> None:
+    answer = post(runbook.url, {"features": RUNBOOK_SAMPLE})
+    assert answer["predictions"] == ["benign"]
+    assert answer["model"] == NAME
+    logs = runbook.kubectl("logs", f"deployment/{NAME}").stdout.splitlines()
+    records = [json.loads(line) for line in logs if line.startswith("{")]
+    assert records, "the runtime logs JSON lines"
+    ready = [r for r in records if r["message"] == "Model ready"]
+    assert ready
+    assert ready[0]["sha256"] == runbook.modelservice()["spec"]["model"]["sha256"]
+
+
+def test_drift_is_read_through_the_service_dns_name_and_raises_an_event(runbook: Runbook) -> None:
+    send_rows(runbook.url, held_out_rows(200))  # in distribution: no drift
+    assert get_drift(runbook.url)["drift_events"] == 0
+    assert drift_burst(runbook.url) == 0  # the runbook's out-of-range burst
+    cond = wait_for(
+        "DriftDetected=True",
+        lambda: (c := runbook.condition("DriftDetected")).get("status") == "True" and c,
+        60,
+    )
+    assert cond["reason"] == "PValueBelowThreshold"
+    events = kubectl_json(runbook.cluster, "-n", NAMESPACE, "get", "events",
+                          "--field-selector", "reason=DriftDetected")["items"]  # fmt: skip
+    assert events
+    assert events[0]["involvedObject"]["name"] == NAME
+    logs = runbook.kubectl("logs", f"deployment/{NAME}").stdout
+    assert '"Drift detection result"' in logs
+    metrics = urllib.request.urlopen(f"{runbook.url}/metrics", timeout=10).read().decode()
+    assert re.search(r"^model_drift_events_total [1-9]", metrics, re.MULTILINE)
+
+
+def test_a_threshold_patch_reaches_the_same_running_container(runbook: Runbook) -> None:
+    before = runbook.runtime_pod()
+    samples = get_drift(runbook.url)["samples_seen"]
+    patch = '{"spec":{"drift":{"pValueThreshold":0.5}}}'
+    runbook.kubectl("patch", "modelservice", NAME, "--type", "merge", "-p", patch)
+    # The kubelet projects the new ConfigMap into the pod; the runtime reloads the file.
+    wait_for("the runtime's threshold 0.5",
+             lambda: get_drift(runbook.url)["p_value_threshold"] == 0.5, 90, 1)  # fmt: skip
+    in_status = lambda: runbook.modelservice()["status"]["drift"]["pValueThreshold"] == 0.5  # noqa: E731
+    wait_for("status.drift.pValueThreshold 0.5", in_status, 30)
+    after = runbook.runtime_pod()
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert get_drift(runbook.url)["samples_seen"] >= samples, "the drift window was reset"
+    assert runbook.condition("Ready")["status"] == "True"
+
+
+def test_a_deleted_runtime_pod_is_replaced_and_ready_returns(runbook: Runbook) -> None:
+    old = runbook.runtime_pod()["metadata"]["name"]
+    runbook.kubectl("delete", "pod", old, "--wait=false")
+    wait_for("Ready to drop", lambda: runbook.condition("Ready").get("status") != "True", 60, 0.1)
+    wait_for("Ready to return", lambda: runbook.condition("Ready").get("status") == "True", 120)
+    new = runbook.runtime_pod()
+    assert new["metadata"]["name"] != old
+    with port_forward(runbook.cluster, NAMESPACE, f"svc/{NAME}", 8000) as url:
+        assert post(url, {"features": RUNBOOK_SAMPLE})["predictions"] == ["benign"]
+
+
+def test_deleting_the_modelservice_removes_everything(runbook: Runbook) -> None:
+    runbook.kubectl("delete", "modelservice", NAME, "--timeout=60s")
+
+    def gone() -> bool:
+        selector = f"app.kubernetes.io/instance={NAME}"
+        left = runbook.kubectl("get", "deployment,service,configmap,pods", "-l", selector,
+                               "-o", "name").stdout  # fmt: skip
+        return not left.strip()
+
+    wait_for("the children and pods to go", gone, 90, 0.5)
