@@ -433,7 +433,7 @@ async def _apply_children(
                 f"applying {manifest['kind']} failed: {result!r}", delay=_backoff(retry)
             )
         if manifest["kind"] == "Deployment":
-            _remember_applied_deployment(key, generation, result)
+            _remember_applied_deployment(key, result)
     for api_version, kind in children.absent:
         if STATE.present.get((key, kind)):
             async with STATE.children_first.child_write():
@@ -441,11 +441,14 @@ async def _apply_children(
             log.info("deleted a child the spec no longer asks for", extra=_ref(key, kind))
 
 
-def _remember_applied_deployment(key: Key, generation: int, deployment: dict[str, Any]) -> None:
-    """Use the apply answer unless a watch event already told us about this generation."""
+def _remember_applied_deployment(key: Key, deployment: dict[str, Any]) -> None:
+    """Use the apply answer unless a watch event already told us about these inputs."""
     cached = STATE.deployments.get(key)
     annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
-    if annotations.get(manifests.GENERATION_ANNOTATION) != str(generation):
+    applied = ((deployment.get("metadata") or {}).get("annotations") or {}).get(
+        manifests.INPUTS_ANNOTATION
+    )
+    if annotations.get(manifests.INPUTS_ANNOTATION) != applied:
         STATE.deployments[key] = status_facts(deployment)
 
 
@@ -461,10 +464,9 @@ def status_facts(deployment: dict[str, Any]) -> dict[str, Any]:
         "generation": meta.get("generation", 1),
         "ownerReferences": [{"uid": r.get("uid")} for r in meta.get("ownerReferences") or []],
     }
-    if manifests.GENERATION_ANNOTATION in annotations:
-        slim_meta["annotations"] = {
-            manifests.GENERATION_ANNOTATION: annotations[manifests.GENERATION_ANNOTATION]
-        }
+    kept = {k: annotations[k] for k in (manifests.INPUTS_ANNOTATION,) if k in annotations}
+    if kept:
+        slim_meta["annotations"] = kept
     spec = deployment.get("spec") or {}
     slim_spec = {"replicas": spec["replicas"]} if "replicas" in spec else {}
     status = dict(deployment.get("status") or {})
@@ -498,7 +500,8 @@ def build_status(key: Key) -> dict[str, Any] | None:
     if deployment is not None and not _owned_by(deployment, outcome.uid):
         deployment = None
     previous = ms["status"].get("conditions")
-    conditions = derive_conditions(outcome.generation, deployment, outcome.problem)
+    inputs = manifests.deployment_inputs(outcome.spec) if outcome.spec is not None else None
+    conditions = derive_conditions(outcome.generation, deployment, outcome.problem, inputs)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": merge_conditions(previous, conditions, now_rfc3339()),

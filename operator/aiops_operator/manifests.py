@@ -7,6 +7,7 @@ ModelService garbage-collects them and the names make duplicates impossible.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,11 @@ MANAGED_BY = "aiops-operator"
 PART_OF = "aiops-quality"
 APP_NAME = "aiops-runtime"
 COMPONENT = "model-server"
-GENERATION_ANNOTATION = f"{GROUP}/generation"
+# The digest of the spec fields the Deployment is rendered from (all but spec.drift, which only
+# the ConfigMap carries): status compares it with the spec's to know the Deployment is current.
+# Not the ModelService's generation: any annotation change bumps a Deployment's generation, so
+# a threshold change would make the Deployment look unobserved and Ready flicker.
+INPUTS_ANNOTATION = f"{GROUP}/deployment-inputs"
 CONTAINER_NAME = "runtime"
 DRIFT_CONFIG_DIR = "/etc/aiops-quality/drift"
 DRIFT_CONFIG_KEY = "drift.json"
@@ -266,9 +271,15 @@ def build_deployment(owner: Owner, spec: ModelServiceSpec, options: RenderOption
     return {
         "apiVersion": api_version,
         "kind": kind,
-        "metadata": _metadata(owner, {GENERATION_ANNOTATION: str(owner.generation)}),
+        "metadata": _metadata(owner, {INPUTS_ANNOTATION: deployment_inputs(spec)}),
         "spec": deployment_spec,
     }
+
+
+def deployment_inputs(spec: ModelServiceSpec) -> str:
+    """A short digest of the spec fields the Deployment depends on."""
+    shaping = spec.model_dump(mode="json", by_alias=True, exclude={"drift"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_service(owner: Owner, options: RenderOptions) -> dict:

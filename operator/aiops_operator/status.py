@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiops_operator.manifests import GENERATION_ANNOTATION
+from aiops_operator.manifests import INPUTS_ANNOTATION
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -67,14 +67,13 @@ class RolloutFacts:
     available_cond: dict[str, Any]
     progressing_cond: dict[str, Any]
     failure_cond: dict[str, Any]
-    renders_generation: int | None
+    renders_inputs: str | None
     controller_caught_up: bool
 
     @classmethod
     def of(cls, deployment: dict) -> RolloutFacts:
         """Extract the facts from a Deployment object."""
         meta, spec, status = (deployment.get(k) or {} for k in ("metadata", "spec", "status"))
-        rendered = (meta.get("annotations") or {}).get(GENERATION_ANNOTATION)
         return cls(
             desired=int(spec.get("replicas", 1)),
             replicas=int(status.get("replicas", 0)),
@@ -83,10 +82,14 @@ class RolloutFacts:
             available_cond=_deployment_condition(deployment, "Available"),
             progressing_cond=_deployment_condition(deployment, "Progressing"),
             failure_cond=_deployment_condition(deployment, "ReplicaFailure"),
-            renders_generation=int(rendered) if rendered and rendered.isdigit() else None,
+            renders_inputs=(meta.get("annotations") or {}).get(INPUTS_ANNOTATION),
             controller_caught_up=int(status.get("observedGeneration", 0))
             >= int(meta.get("generation", 1)),
         )
+
+    def renders(self, inputs: str | None) -> bool:
+        """The Deployment is rendered from these inputs (a spec.drift change keeps them)."""
+        return inputs is not None and self.renders_inputs == inputs
 
     @property
     def stalled(self) -> bool:
@@ -104,9 +107,9 @@ class RolloutFacts:
         )
 
 
-def _ready(facts: RolloutFacts, generation: int) -> dict:
+def _ready(facts: RolloutFacts, generation: int, inputs: str | None) -> dict:
     counts = f"{facts.ready}/{facts.desired} replicas ready"
-    if facts.renders_generation != generation:
+    if not facts.renders(inputs):
         return _condition(READY, False, "Reconciling", "children not yet updated", generation)
     if facts.stalled:
         msg = facts.progressing_cond.get("message", "") or counts
@@ -124,11 +127,11 @@ def _ready(facts: RolloutFacts, generation: int) -> dict:
     return _condition(READY, True, "ReplicasReady", counts, generation)
 
 
-def _progressing(facts: RolloutFacts, generation: int) -> dict:
+def _progressing(facts: RolloutFacts, generation: int, inputs: str | None) -> dict:
     if facts.stalled:
         msg = facts.progressing_cond.get("message", "")
         return _condition(PROGRESSING, False, "ProgressDeadlineExceeded", msg, generation)
-    if facts.renders_generation == generation and facts.rollout_done:
+    if facts.renders(inputs) and facts.rollout_done:
         return _condition(PROGRESSING, False, "RolloutComplete", "rollout complete", generation)
     reason = facts.progressing_cond.get("reason") or "Reconciling"
     message = f"{facts.updated}/{facts.desired} updated, {facts.ready}/{facts.desired} ready"
@@ -146,9 +149,13 @@ def _degraded(facts: RolloutFacts, generation: int) -> dict:
 
 
 def derive_conditions(
-    generation: int, deployment: dict | None, problem: Problem | None
+    generation: int,
+    deployment: dict | None,
+    problem: Problem | None,
+    inputs: str | None,
 ) -> list[dict]:
-    """Ready, Progressing and Degraded (without timestamps) for one ModelService."""
+    """Ready, Progressing and Degraded (without timestamps) for one ModelService; `inputs` is
+    manifests.deployment_inputs of the generation's spec, when it is valid."""
     if problem is not None and problem.blocking:
         return [
             _condition(READY, False, problem.reason, problem.message, generation),
@@ -166,7 +173,7 @@ def derive_conditions(
     degraded = _degraded(facts, generation)
     if problem is not None:
         degraded = _condition(DEGRADED, True, problem.reason, problem.message, generation)
-    return [_ready(facts, generation), _progressing(facts, generation), degraded]
+    return [_ready(facts, generation, inputs), _progressing(facts, generation, inputs), degraded]
 
 
 def merge_conditions(previous: list[dict] | None, new: list[dict], now: str) -> list[dict]:

@@ -170,9 +170,11 @@ def test_scrape_configuration_follows_discovery(
     assert ("prometheus.io/scrape" in pod_meta.get("annotations", {})) is annotations
 
 
-def test_deployment_records_the_generation_it_renders() -> None:
+def test_deployment_records_the_inputs_it_is_rendered_from_not_the_generation() -> None:
     meta = children(spec())["Deployment"]["metadata"]
-    assert meta["annotations"][manifests.GENERATION_ANNOTATION] == "3"
+    # An annotation holding the generation would bump the Deployment's own generation on
+    # every spec change, even one that only touches the ConfigMap.
+    assert meta["annotations"] == {manifests.INPUTS_ANNOTATION: manifests.deployment_inputs(spec())}
 
 
 def dig(doc: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -186,6 +188,10 @@ def test_threshold_change_changes_only_the_configmap_never_the_pod_template() ->
     assert json.loads(after["ConfigMap"]["data"]["drift.json"])["pValueThreshold"] == 0.5
     template = ("spec", "template")
     assert dig(before["Deployment"], template) == dig(after["Deployment"], template)
+    inputs = ("metadata", "annotations", manifests.INPUTS_ANNOTATION)
+    assert dig(before["Deployment"], inputs) == dig(after["Deployment"], inputs)
+    image_change = children(spec(image="registry.example/runtime:2"))["Deployment"]
+    assert dig(image_change, inputs) != dig(before["Deployment"], inputs)
     assert before["Service"] == after["Service"]
 
 

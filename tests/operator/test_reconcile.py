@@ -178,7 +178,8 @@ def test_threshold_patch_reaches_configmap_and_status_within_5s_without_a_rollou
         )
 
     wait_for("the new threshold in the ConfigMap and status", arrived, 5, 0.1)
-    assert kube.ready(NAME), "a threshold change must not turn Ready False"
+    ready = kube.condition(NAME, "Ready")
+    assert ready["status"] == "True", f"a threshold change turned Ready False: {ready}"
     assert (kube.get("deployment", NAME) or {})["spec"]["template"] == template
     ms = kube.get("modelservice", NAME)
     assert ms is not None
