@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: the whole ModelService loop on the local control plane, step by step.
-#   hack/demo.sh [--keep]     --keep leaves the cluster, operator and runtime running at the end
+# make demo: the whole ModelService loop on the local cluster, in real containers, step by step.
+#   hack/demo.sh [--keep]     --keep leaves the cluster, the operator and the runtime running
+# A cluster already running from the same state directory (make cluster-up) is used and left
+# running; one the demo starts is torn down at the end (unless --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,7 +19,6 @@ export PATH="$root/.venv/bin:$PATH"
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 step() { printf '\n'; bold "==> $*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_until() {  # wait_until <seconds> <description> <command...>
   local limit=$1 what=$2 end=$((SECONDS + $1)); shift 2
   until "$@" >/dev/null 2>&1; do
@@ -25,156 +26,139 @@ wait_until() {  # wait_until <seconds> <description> <command...>
     sleep 0.5
   done
 }
-wait_runtime_ready() {  # wait_runtime_ready <seconds>: fails at once on a final load failure
-  local end=$((SECONDS + $1)) answer reason
-  until answer=$(curl -s --max-time 2 "$runtime_url/readyz") && [[ $answer == *'"status":"ready"'* ]]; do
-    reason=$("$py" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get("reason","")+": "+d.get("message",""))' "$answer" 2>/dev/null || true)
-    if [ -n "$reason" ] && [[ $reason != loading:* ]]; then
-      echo "demo: the runtime will not become ready: $reason" >&2; return 1
-    fi
+condition() {  # condition <type> <field>: a field of one of the ModelService's conditions
+  kubectl -n "$ns" get msvc "${2:-$name}" \
+    -o jsonpath="{.status.conditions[?(@.type==\"$1\")].${3:-status}}" 2>/dev/null
+}
+condition_is() { [ "$(condition "$1")" = "$2" ]; }
+wait_ready() {  # Ready=True, or fail at once with the reason the ModelService gives
+  local end=$((SECONDS + $1))
+  until condition_is Ready True; do
     if [ $SECONDS -ge $end ]; then
-      echo "demo: the runtime was not ready within $1s; last /readyz: ${reason:-nothing answered}" >&2
+      echo "demo: not Ready after $1s: $(condition Ready "$name" reason): $(condition Ready "$name" message)" >&2
+      kubectl -n "$ns" get pods -o wide >&2 || true
+      kubectl -n "$ns" logs "deployment/$name" --tail 5 >&2 || true
       return 1
     fi
     sleep 0.5
   done
 }
-condition_is() {  # condition_is <type> <status>: does the ModelService have that condition?
-  [ "$(kubectl -n "$ns" get msvc "$name" \
-    -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}" 2>/dev/null)" = "$2" ]
-}
 
-pids=()
+owned=false
+pf_pid=""
 cleanup() {
   local rc=$?
-  if [ "$keep" = true ] && [ $rc -eq 0 ]; then
-    step "Left running (--keep): . .cluster/env; runtime at $runtime_url; stop with make cluster-down"
-    return
-  fi
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -n "$pf_pid" ] && kill "$pf_pid" 2>/dev/null || true
   if [ $rc -ne 0 ]; then
-    echo "demo failed (exit $rc); logs: $work/*.log and $state/logs/" >&2
+    echo "demo failed (exit $rc); logs: $state/logs/" >&2
     kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status}' >&2 2>/dev/null || true
     echo >&2
-    tail -n 20 "$work"/operator.log 2>/dev/null >&2 || true
-    echo "runtime log ($work/runtime.log):" >&2
-    tail -n 5 "$work"/runtime.log 2>/dev/null >&2 || true
   fi
-  python3 hack/localcluster.py down --state-dir "$state" >/dev/null
-  [ $rc -eq 0 ] && step "Torn down: the local control plane, the operator and the runtime are stopped"
+  if [ "$keep" = true ] && [ $rc -eq 0 ]; then
+    step "Left running (--keep): . $state/env; stop with make cluster-down"
+    return
+  fi
+  if [ "$owned" = true ]; then
+    python3 hack/localcluster.py down --state-dir "$state" >/dev/null
+    [ $rc -eq 0 ] && step "Torn down: the cluster, its real node, the operator and the runtime are stopped"
+  else
+    [ $rc -eq 0 ] && step "The cluster in $state was running before the demo: left running"
+  fi
+  return 0
 }
 
 started=$SECONDS
-step "1. Build or reuse the pinned Kubernetes binaries (first run on a machine: 15-25 min)"
+step "1. Build or reuse the pinned binaries and our images (first run on a machine: 20-30 min)"
 hack/control-plane-build.sh | sed 's/^/   /'
+hack/node-build.sh | sed 's/^/   /'
+images=$(hack/images.sh)
+echo "$images" | sed 's/^/   /'
+runtime_image=$(echo "$images" | sed -n 's/^runtime=//p')
+operator_image=$(echo "$images" | sed -n 's/^operator=//p')
 
-step "2. Start the local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK"
-echo "   There is no container engine on this machine: pods run on a KWOK node (they are scheduled,"
-echo "   become Running and Ready, but no container starts). The runtime runs as a local process."
-python3 hack/localcluster.py down --state-dir "$state" >/dev/null
-python3 hack/localcluster.py up --state-dir "$state" | sed 's/^/   /'
+step "2. The local cluster: control plane, a real node (containerd + runc, kubelet) and a KWOK node"
 trap cleanup EXIT
+if python3 hack/localcluster.py status --state-dir "$state" >/dev/null 2>&1; then
+  echo "   a cluster already runs from $state: the demo uses it and leaves it running"
+  python3 hack/localcluster.py status --state-dir "$state" --json | "$py" -c \
+    'import json,sys; sys.exit(not any(n["real"] and n["ready"] for n in json.load(sys.stdin)["nodes"]))' \
+    || { echo "demo: that cluster has no ready real node (started with CLUSTER_NODE=kwok?); make cluster-down first" >&2; exit 1; }
+else
+  owned=true
+  python3 hack/localcluster.py up --state-dir "$state" | sed 's/^/   /'
+fi
 # shellcheck source=/dev/null
 . "$state/env"
 mkdir -p "$work"
-run kubectl get nodes
+python3 hack/localcluster.py import --state-dir "$state" \
+  $(echo "$images" | sed -n 's/^\(runtime\|operator\)_archive=//p')
+run kubectl get nodes -o wide
 
-step "3. Install the ModelService CRD and the operator's identity (ServiceAccount + ClusterRole)"
-run kubectl apply -f crds/
+step "3. Install the operator with its Helm chart (a pod under its own ServiceAccount and RBAC)"
+helm=$(hack/tools-build.sh helm | tail -n1)/helm
 kubectl create namespace aiops-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-"$py" - <<'EOF' | kubectl apply -f -
-import yaml
-from aiops_operator.rbac import cluster_role
-binding = {
-    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-    "metadata": {"name": "aiops-operator"},
-    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                "name": "aiops-operator"},
-    "subjects": [{"kind": "ServiceAccount", "name": "aiops-operator",
-                  "namespace": "aiops-system"}],
-}
-print(yaml.safe_dump_all([cluster_role("aiops-operator"), binding]))
-EOF
-operator_kubeconfig=$("$py" -c "
-import sys; sys.path.insert(0, 'hack')
-from pathlib import Path
-from localcluster import LocalCluster
-c = LocalCluster(state_dir=Path('$state'), bin_dir=Path('$(dirname "$(command -v kubectl)")'))
-c.status()
-print(c.service_account_kubeconfig('aiops-system', 'aiops-operator'))")
-echo "   the operator acts as system:serviceaccount:aiops-system:aiops-operator (no admin rights)"
+kubectl label namespace aiops-system pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+run "$helm" upgrade --install aiops-operator charts/aiops-operator -n aiops-system \
+  --set "image.repository=${operator_image%:*}" --set "image.tag=${operator_image##*:}" \
+  --set image.pullPolicy=Never --set settings.driftPollIntervalS=2 \
+  --set settings.driftBackoffMaxS=4 --wait --timeout 120s >/dev/null
+run kubectl -n aiops-system get pods -o wide
 
 step "4. The example model: shipped in examples/models/breast-cancer, pinned by the example"
-model_dir="$root/examples/models/breast-cancer"
 echo "   (trained by \`aiops-runtime train --seed 42\`; \`make example-model\` retrains it)"
-run sha256sum "$model_dir/model.skops" "$model_dir/reference.npy"
+run sha256sum examples/models/breast-cancer/model.skops examples/models/breast-cancer/reference.npy
 run grep -E 'sha256:' examples/modelservice.yaml
 
-step "5. Start the operator (Kopf), reading runtimes at the local runtime's address"
-runtime_port=$(free_port)
-runtime_url="http://127.0.0.1:$runtime_port"
-liveness_port=$(free_port)
-KUBECONFIG="$operator_kubeconfig" \
-AIOPS_OPERATOR_LIVENESS_ENDPOINT="http://127.0.0.1:$liveness_port/healthz" \
-AIOPS_OPERATOR_DRIFT_URL_PATTERN="$runtime_url" \
-AIOPS_OPERATOR_DRIFT_POLL_INTERVAL_S=2 \
-AIOPS_OPERATOR_DRIFT_BACKOFF_MAX_S=4 \
-AIOPS_OPERATOR_METRICS_PORT="$(free_port)" \
-AIOPS_OPERATOR_LOG_FORMAT=plain \
-  aiops-operator run >"$work/operator.log" 2>&1 &
-pids+=($!)
-wait_until 60 "the operator's liveness endpoint" curl -sf "http://127.0.0.1:$liveness_port/healthz"
-echo "   operator running (pid ${pids[-1]}), log: $work/operator.log"
-
-step "6. Apply examples/modelservice.yaml into namespace $ns (Pod Security: restricted)"
+step "5. Apply examples/modelservice.yaml into namespace $ns (Pod Security: restricted)"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 run kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite
-run kubectl -n "$ns" apply -f examples/modelservice.yaml
-wait_until 60 "the Deployment" kubectl -n "$ns" get deployment "$name"
-run kubectl -n "$ns" get deployment,service,configmap -l app.kubernetes.io/instance="$name"
-
-step "7. Run the rendered runtime container locally (its command, env and ConfigMap, as rendered)"
-python3 hack/localpod.py -n "$ns" --deployment "$name" --port "$runtime_port" \
-  --map "/models/breast-cancer=$model_dir" --workdir "$work/pod" >"$work/runtime.log" 2>&1 &
-pids+=($!)
-wait_runtime_ready 90
-run curl -s "$runtime_url/readyz"; echo
-wait_until 60 "READY True" condition_is Ready True
+echo "   (spec.image set to the image built in step 1: $runtime_image)"
+sed "s|^  image: .*|  image: $runtime_image|" examples/modelservice.yaml | run kubectl -n "$ns" apply -f -
+wait_ready 120
+run kubectl -n "$ns" get pods -o wide
 run kubectl -n "$ns" get modelservices
 
-step "8. Predict with the runbook's sample request"
-run "$py" hack/demo_traffic.py "$runtime_url" sample
-echo "\$ curl -s $runtime_url/metrics | grep model_predictions_total"
-curl -s "$runtime_url/metrics" | grep model_predictions_total
+step "6. Port-forward the Service and predict with the runbook's sample request"
+port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "\$ kubectl -n $ns port-forward svc/$name $port:8000 &"
+kubectl -n "$ns" port-forward "svc/$name" "$port:8000" >"$work/port-forward.log" 2>&1 &
+pf_pid=$!
+url="http://127.0.0.1:$port"
+wait_until 20 "the port-forward" curl -s "$url/healthz"
+run "$py" hack/demo_traffic.py "$url" sample
+echo "\$ curl -s $url/metrics | grep model_predictions_total"
+curl -s "$url/metrics" | grep model_predictions_total
 
-step "9. In-distribution traffic (held-out rows): no drift"
-run "$py" hack/demo_traffic.py "$runtime_url" normal 200
-curl -s "$runtime_url/drift" | "$py" -m json.tool | grep -E '"(drift|last_p_value|drift_events|checks)"'
+step "7. In-distribution traffic (held-out rows): no drift"
+run "$py" hack/demo_traffic.py "$url" normal 200
+curl -s "$url/drift" | "$py" -m json.tool | grep -E '"(drift|last_p_value|drift_events|checks)"'
 
-step "10. Provoke drift with the runbook's out-of-range vector"
-run "$py" hack/demo_traffic.py "$runtime_url" drift-burst
+step "8. Provoke drift with the runbook's out-of-range vector"
+run "$py" hack/demo_traffic.py "$url" drift-burst
 wait_until 60 "DriftDetected=True" condition_is DriftDetected True
 run kubectl -n "$ns" get modelservices
 run kubectl -n "$ns" get events --field-selector reason=DriftDetected
 echo "\$ kubectl -n $ns get msvc $name -o jsonpath='{.status.drift}'"
 kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status.drift}'; echo
-echo "\$ grep 'Drift detection result' runtime log | tail -n 2"
-grep '"Drift detection result"' "$work/runtime.log" | tail -n 2
-echo "\$ curl -s $runtime_url/metrics | grep model_drift_events_total"
-curl -s "$runtime_url/metrics" | grep model_drift_events_total
+echo "\$ kubectl -n $ns logs deployment/$name | grep 'Drift detection result' | tail -n 2"
+kubectl -n "$ns" logs "deployment/$name" | grep '"Drift detection result"' | tail -n 2
+echo "\$ curl -s $url/metrics | grep model_drift_events_total"
+curl -s "$url/metrics" | grep model_drift_events_total
 
-step "11. Change the drift threshold in the ModelService; it reaches the running runtime"
+step "9. Change the drift threshold in the ModelService; it reaches the running container"
+pod=$(kubectl -n "$ns" get pods -l "app.kubernetes.io/instance=$name" -o jsonpath='{.items[0].metadata.name}')
 run kubectl -n "$ns" patch msvc "$name" --type merge -p '{"spec":{"drift":{"pValueThreshold":0.5}}}'
-threshold_is() { curl -s "$runtime_url/drift" | "$py" -c "import json,sys; sys.exit(json.load(sys.stdin)['p_value_threshold'] != $1)"; }
-wait_until 30 "the runtime's threshold 0.5" threshold_is 0.5
-echo "\$ curl -s $runtime_url/drift   (p_value_threshold)"
-curl -s "$runtime_url/drift" | "$py" -m json.tool | grep p_value_threshold
+threshold_is() { curl -s "$url/drift" | "$py" -c "import json,sys; sys.exit(json.load(sys.stdin)['p_value_threshold'] != $1)"; }
+echo "   (the kubelet projects the new ConfigMap into the pod; the runtime reloads it)"
+wait_until 90 "the runtime's threshold 0.5" threshold_is 0.5
+echo "\$ curl -s $url/drift   (p_value_threshold)"
+curl -s "$url/drift" | "$py" -m json.tool | grep p_value_threshold
 status_threshold_is() {
   [ "$(kubectl -n "$ns" get msvc "$name" -o jsonpath='{.status.drift.pValueThreshold}')" = "$1" ]
 }
 wait_until 30 "status to show the threshold in force" status_threshold_is 0.5
-# Only the ConfigMap changed: the same pod keeps running, with its drift window.
+echo "   the same pod ($pod), no restart: only the ConfigMap changed"
+run kubectl -n "$ns" get pods -o custom-columns=POD:.metadata.name,RESTARTS:.status.containerStatuses[0].restartCount
 run kubectl -n "$ns" get modelservices
 
 step "Done in $((SECONDS - started))s"

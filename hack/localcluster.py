@@ -403,8 +403,7 @@ class LocalCluster:
             raise ClusterError("this cluster has no running real node to import images into")
         for archive in archives:
             proc = subprocess.run(
-                [str(node.bin_dir / "ctr"), "--address", str(node.node_dir / "containerd.sock"),
-                 "-n", "k8s.io", "images", "import", str(archive)],
+                node.ctr("images", "import", str(archive)),
                 capture_output=True, text=True, timeout=600,
             )  # fmt: skip
             if proc.returncode != 0:

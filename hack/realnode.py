@@ -45,6 +45,10 @@ KUBELET_SYSCTLS = {
 # Every cgroup v1 hierarchy here; pods live below CGROUP_ROOT in each (kubelet cgroupRoot).
 CGROUP_FS = Path("/sys/fs/cgroup")
 DNS_PORT = 53
+# Inside the node's mount namespace (on its own tmpfs): short socket paths, whatever the state
+# directory's length (a Unix socket path has at most 107 bytes).
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+KUBELET_ROOT = "/var/lib/kubelet"
 
 
 class NodeError(RuntimeError):
@@ -126,10 +130,10 @@ def containerd_config(node_dir: Path, cni_bin: Path, pause_ref: str) -> str:
     """containerd's config: state under the node directory, runc, CNI, the local pause image."""
     return f"""version = 3
 root = "{node_dir / "containerd" / "root"}"
-state = "{node_dir / "containerd" / "state"}"
+state = "/run/containerd"
 
 [grpc]
-  address = "{node_dir / "containerd.sock"}"
+  address = "{CONTAINERD_SOCKET}"
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
@@ -184,7 +188,7 @@ def kubelet_config(net: NodeNetwork, node_dir: Path, ca: Path) -> dict[str, obje
         "cgroupsPerQOS": True,
         "cgroupRoot": net.cgroup_root,
         "enforceNodeAllocatable": [],
-        "containerRuntimeEndpoint": f"unix://{node_dir / 'containerd.sock'}",
+        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCKET}",
         "address": net.node_ip,
         "port": 10250,
         "readOnlyPort": 0,
@@ -319,7 +323,7 @@ class RealNode:
 
     def spawn(self) -> int:
         """Start the namespaces' first process and wire its veth; returns the unshare PID."""
-        for sub in ("var-log", "sysctl", "cni/net.d", "cni/ipam", "kubelet", "containerd"):
+        for sub in ("var-log", "sysctl", "cni/net.d", "cni/ipam", "containerd"):
             (self.node_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.node_dir / "sandbox.json").write_text(json.dumps(self._sandbox_plan()))
         log = open(self.log_dir / "node-sandbox.log", "ab")  # noqa: SIM115 - child owns it
@@ -333,6 +337,7 @@ class RealNode:
         log.close()
         self.pid_file.write_text(str(proc.pid))
         child = self._first_child(proc)
+        (self.node_dir / "sandbox.child").write_text(str(child))
         net = self.net
         _run("ip", "link", "add", net.host_if, "type", "veth", "peer", "name", "eth0",
              "netns", str(child))  # fmt: skip
@@ -366,6 +371,16 @@ class RealNode:
     def wait_started(self, timeout: float) -> None:
         """Wait until the sandbox started every daemon and imported the images."""
         self._wait_file("started", timeout, None)
+
+    def inside(self, *args: str) -> list[str]:
+        """A command line that runs `args` in the node's mount namespace (its /run, /var/lib)."""
+        child = int((self.node_dir / "sandbox.child").read_text())
+        return ["nsenter", "--target", str(child), "--mount", "--", *args]
+
+    def ctr(self, *args: str) -> list[str]:
+        """A command line for the node's containerd (namespace k8s.io)."""
+        return self.inside(str(self.bin_dir / "ctr"), "--address", CONTAINERD_SOCKET,
+                           "-n", "k8s.io", *args)  # fmt: skip
 
     def alive(self) -> bool:
         pid = self._pid()
@@ -544,7 +559,7 @@ def sandbox_main(node_dir: Path) -> int:
         if hierarchy.name != "unified":
             (hierarchy / str(plan["cgroup_root"]).lstrip("/")).mkdir(exist_ok=True)
     daemons = _Daemons(plan, node_dir)
-    sock = node_dir / "containerd.sock"
+    sock = Path(CONTAINERD_SOCKET)
     daemons.start("containerd", "--config", str(node_dir / "containerd.toml"))
     _wait_socket(sock, daemons)
     for name, archive in plan["archives"].items():
@@ -559,8 +574,8 @@ def sandbox_main(node_dir: Path) -> int:
         "kubelet",
         "--config", str(node_dir / "kubelet.json"),
         "--kubeconfig", str(plan["kubelet_kubeconfig"]),
-        "--root-dir", str(node_dir / "kubelet"),
-        "--cert-dir", str(node_dir / "kubelet" / "pki"),
+        "--root-dir", KUBELET_ROOT,
+        "--cert-dir", f"{KUBELET_ROOT}/pki",
         "--hostname-override", str(plan["node_name"]),
         "--node-ip", str(plan["node_ip"]),
         "--node-labels", "aiops-quality.io/node=real",
