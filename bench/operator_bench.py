@@ -240,6 +240,8 @@ def start_operator(
         "KUBECONFIG": str(kubeconfig),
         "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
         "AIOPS_OPERATOR_METRICS_PORT": str(free_port()),
+        # KWOK's pod IPs are fake: never dial them.
+        "AIOPS_OPERATOR_PROBE_NOT_READY_PODS": "false",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(

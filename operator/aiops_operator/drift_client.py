@@ -102,12 +102,16 @@ def parse_snapshot(doc: Any) -> DriftReading:
 
 
 def not_loaded_error(url: str, text: str) -> DriftReadError:
-    """The error for a 503 answer: the runtime's own not-ready reason when it gives one."""
+    """The error for a 503 answer of /drift or /readyz: the runtime's own not-ready reason when
+    it gives one."""
     try:
         doc = json.loads(text)
     except ValueError:
         doc = None
-    if not isinstance(doc, dict) or doc.get("ready") is not False:
+    not_ready = isinstance(doc, dict) and (
+        doc.get("ready") is False or doc.get("status") == "not_ready"
+    )
+    if not isinstance(doc, dict) or not not_ready:
         return DriftReadError("http", f"GET {url} answered HTTP 503")
     reason = _one_line(doc.get("reason")) or "not_ready"
     message = _one_line(doc.get("message"))
@@ -152,6 +156,21 @@ class DriftClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def why_not_ready(self, pod_ip: str) -> DriftReadError | None:
+        """A pod's own reason for not being ready (GET /readyz at its IP), unless it is only
+        still loading or does not answer in time; never raises."""
+        url = f"http://{pod_ip}:{self.port}/readyz"
+        try:
+            async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                if resp.status != 503:
+                    return None
+                text = await resp.text()
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+        error = not_loaded_error(url, text)
+        loading = error.message.startswith("the runtime has no model: loading")
+        return error if error.kind == "notloaded" and not loading else None
 
     async def read(self, name: str, namespace: str) -> DriftReading:
         """GET the runtime's /drift; raises DriftReadError on any failure."""

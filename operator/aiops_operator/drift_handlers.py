@@ -29,6 +29,7 @@ from aiops_operator import operator_metrics as metrics
 from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
 from aiops_operator.handlers import API_VERSION, STATE, Key
 from aiops_operator.kube import ApiError
+from aiops_operator.manifests import LABEL_INSTANCE
 from aiops_operator.reactions import (
     FAILED,
     TRIGGERED,
@@ -147,8 +148,8 @@ async def poll_drift(
     key = (namespace or "", name)
     generation = int(meta.get("generation", 1))
     _end_backoff_on_readiness_change(key, memory)
-    if not memory.ready_replicas:  # nothing can answer: no read, no backoff
-        await _publish(key, uid, generation, None, NOT_READY, memory)
+    if not memory.ready_replicas:  # nothing can answer /drift: no read, no backoff
+        await _publish(key, uid, generation, None, await _why_not_ready(client, key), memory)
         return
     clock = _loop_time()
     if clock < memory.next_read:
@@ -157,6 +158,27 @@ async def poll_drift(
     new_event = await _publish(key, uid, generation, reading, error, memory)
     if new_event and reading is not None:
         await _react(key, body, dict(spec), reading, memory)
+
+
+async def _why_not_ready(client: DriftClient, key: Key) -> DriftReadError:
+    """NOT_READY, or what a runtime pod says is wrong (a digest mismatch, say) on its /readyz."""
+    if not LOOP.config.probe_not_ready_pods:
+        return NOT_READY
+    try:
+        pods = await STATE.client().request(
+            "GET",
+            f"/api/v1/namespaces/{key[0]}/pods",
+            params={"labelSelector": f"{LABEL_INSTANCE}={key[1]}", "limit": "5"},
+        )
+    except (ApiError, aiohttp.ClientError, TimeoutError, kopf.TemporaryError):
+        return NOT_READY
+    for pod in pods.get("items") or []:
+        ip = (pod.get("status") or {}).get("podIP")
+        if ip and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            said = await client.why_not_ready(ip)
+            if said is not None:
+                return said
+    return NOT_READY
 
 
 def _end_backoff_on_readiness_change(key: Key, memory: DriftMemory) -> None:

@@ -49,6 +49,12 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
     ([""], ["events"], ["create"], "Kubernetes Events about ModelServices (Kopf posting)"),
     (
         [""],
+        ["pods"],
+        ["list"],
+        "while no runtime pod is ready: find one to ask (GET /readyz) why, e.g. a digest mismatch",
+    ),
+    (
+        [""],
         ["secrets"],
         ["get"],
         "retrain trigger URL/token from the Secret in spec.drift.retrain.triggerSecretRef (names"

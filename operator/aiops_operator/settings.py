@@ -81,6 +81,11 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Longest wait between reads of a runtime that keeps failing.",
     )
+    probe_not_ready_pods: bool = Field(
+        default=True,
+        description="While no runtime pod is ready, ask one (GET /readyz at its pod IP) why;"
+        " turn it off when the operator runs outside the cluster's pod network.",
+    )
     metrics_port: int = Field(
         default=8081,
         ge=0,

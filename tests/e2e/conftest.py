@@ -122,8 +122,10 @@ class Runbook:
     url: str
     image: str
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl("-n", NAMESPACE, *args, check=check)
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("-n", NAMESPACE, *args, check=check, input=input)
 
     def modelservice(self, name: str = NAME) -> dict[str, Any]:
         return kubectl_json(self.cluster, "-n", NAMESPACE, "get", "modelservice", name)

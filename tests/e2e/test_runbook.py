@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     NAMESPACE,
     OPERATOR_NAMESPACE,
     Runbook,
+    example_with_image,
     kubectl_json,
     port_forward,
 )
@@ -128,6 +129,30 @@ def test_a_threshold_patch_reaches_the_same_running_container(runbook: Runbook) 
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
     assert get_drift(runbook.url)["samples_seen"] >= samples, "the drift window was reset"
     assert runbook.condition("Ready")["status"] == "True"
+
+
+def test_a_wrong_sha256_is_never_ready_and_status_names_the_digest_mismatch(
+    runbook: Runbook,
+) -> None:
+    wrong = "wrong-digest"
+    manifest = example_with_image(runbook.image, name=wrong, sha256="0" * 64)
+    runbook.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        cond = wait_for(
+            "DriftDetected ModelNotLoaded",
+            lambda: (
+                (c := runbook.condition("DriftDetected", wrong)).get("reason") == "ModelNotLoaded"
+                and c
+            ),
+            90,
+        )
+        assert "digest_mismatch" in cond["message"]
+        assert "0" * 64 in cond["message"]
+        assert runbook.condition("Ready", wrong)["status"] == "False"
+        described = runbook.kubectl("describe", "modelservice", wrong).stdout
+        assert "digest_mismatch" in described
+    finally:
+        runbook.kubectl("delete", "modelservice", wrong, "--wait=false", check=False)
 
 
 def test_a_deleted_runtime_pod_is_replaced_and_ready_returns(runbook: Runbook) -> None:

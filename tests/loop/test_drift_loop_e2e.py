@@ -241,6 +241,7 @@ def loop(
             env={
                 **cluster.env,
                 "AIOPS_OPERATOR_DRIFT_URL_PATTERN": f"http://127.0.0.1:{runtime_port}",
+                "AIOPS_OPERATOR_PROBE_NOT_READY_PODS": "false",
                 "AIOPS_OPERATOR_DRIFT_POLL_INTERVAL_S": str(POLL_S),
                 "AIOPS_OPERATOR_DRIFT_BACKOFF_MAX_S": "2",
                 "AIOPS_OPERATOR_METRICS_PORT": str(metrics_port),

@@ -85,6 +85,8 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
             "AIOPS_OPERATOR_DISCOVERY_TTL_S": "2",
+            # Outside the pod network: KWOK's pod IPs are fake and must never be dialled.
+            "AIOPS_OPERATOR_PROBE_NOT_READY_PODS": "false",
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
