@@ -64,12 +64,7 @@ if ! has_all "$dest"; then
     mv "$dest/$out.tmp" "$dest/$out"
   }
 
-  k8s_ldflags=""
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    k8s_ldflags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=${K8S_VERSION%%.*}"
-    k8s_ldflags+=" -X $p.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $p.gitTreeState=clean"
-    k8s_ldflags+=" -X $p.buildDate=1970-01-01T00:00:00Z"
-  done
+  k8s_ldflags=$(k8s_ldflags)
 
   build etcd etcd go.etcd.io/etcd/server/v3
   build kwok kwok sigs.k8s.io/kwok/cmd/kwok

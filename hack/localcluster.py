@@ -251,10 +251,10 @@ class LocalCluster:
         for pid in pids.values():
             _signal_group(pid, signal.SIGTERM)
         end = time.monotonic() + 15
-        while time.monotonic() < end and any(_alive(p) for p in pids.values()):
+        while time.monotonic() < end and any(realnode.pid_alive(p) for p in pids.values()):
             time.sleep(0.1)
         for pid in pids.values():
-            if _alive(pid):
+            if realnode.pid_alive(pid):
                 _signal_group(pid, signal.SIGKILL)
         for pid in pids.values():
             _reap(pid)
@@ -270,7 +270,7 @@ class LocalCluster:
         pids = {}
         for pid_file in pid_dir.glob("*.pid"):
             pid = int(pid_file.read_text().strip() or 0)
-            if pid and _alive(pid):
+            if pid and realnode.pid_alive(pid):
                 pids[pid_file.stem] = pid
         return pids
 
@@ -565,7 +565,7 @@ class LocalCluster:
     def _check_alive(self, what: str) -> None:
         for name in COMPONENTS:
             pid_file = self.state_dir / "pids" / f"{name}.pid"
-            if pid_file.exists() and not _alive(int(pid_file.read_text())):
+            if pid_file.exists() and not realnode.pid_alive(int(pid_file.read_text())):
                 log = self.state_dir / "logs" / f"{name}.log"
                 tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
                 raise ClusterError(f"{name} exited while waiting for {what}:\n{tail}")
@@ -655,21 +655,6 @@ def _smoke_real(pause_ref: str) -> dict[str, object]:
         "nodeSelector": {"aiops-quality.io/node": "real"},
         "c": {"imagePullPolicy": "Never"},
     })  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); look at its state.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal_group(pid: int, sig: int) -> None:

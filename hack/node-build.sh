@@ -42,13 +42,7 @@ if ! has_all "$dest" "${binaries[@]}" || ! has_all "$cni_dest" "${cni_plugins[@]
     mv "$dir/$out.tmp" "$dir/$out"
   }
 
-  # The same version stamps as hack/control-plane-build.sh gives the control plane.
-  k8s_ldflags=""
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    k8s_ldflags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=${K8S_VERSION%%.*}"
-    k8s_ldflags+=" -X $p.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $p.gitTreeState=clean"
-    k8s_ldflags+=" -X $p.buildDate=1970-01-01T00:00:00Z"
-  done
+  k8s_ldflags=$(k8s_ldflags)
 
   # containerd's Makefile stamps the version the same way; the tags leave out the snapshotters
   # that need btrfs, devmapper or zfs (overlayfs and native remain).

@@ -384,16 +384,16 @@ class RealNode:
 
     def alive(self) -> bool:
         pid = self._pid()
-        return pid is not None and _alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def stop(self) -> None:
         """End the namespaces (and with them every node process), then remove cgroup dirs."""
         pid = self._pid()
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             end = time.monotonic() + 20
-            while time.monotonic() < end and _alive(pid):
+            while time.monotonic() < end and pid_alive(pid):
                 time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -464,11 +464,14 @@ def remove_cgroups(cgroup_root: str) -> None:
             top.rmdir()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie child still answers kill(0): its state says)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

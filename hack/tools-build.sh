@@ -10,7 +10,8 @@
 #   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json, with the
 #                    Node.js 20 that the same lock pins (Debian 12's nodejs is 18)
 #
-# Usage: hack/tools-build.sh [helm] [promtool] [hadolint] [gitlab-ci-local]   (default: all)
+# Usage: hack/tools-build.sh [helm] [promtool] [prometheus] [hadolint] [gitlab-ci-local]
+#        (default: all but prometheus)
 # Prints a directory holding the requested binaries on its last line.
 set -euo pipefail
 
@@ -51,44 +52,25 @@ build_helm() {
   ln -sfn "$dest/helm" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
 }
 
-build_prometheus() {  # the server, with Kubernetes discovery (Debian's has none); no web UI assets
-  local version dest started
+build_prometheus_cmd() {  # build_prometheus_cmd promtool|prometheus
+  local cmd=$1 version dest started
   version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$here/prometheus/go.mod")
   [ -n "$version" ] || { echo "error: prometheus is not pinned in hack/prometheus/go.mod" >&2; exit 1; }
-  dest="$AIOPS_CACHE_DIR/tools/prometheus-$version-k8s-sd/bin"
-  if [ ! -x "$dest/prometheus" ]; then
-    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build prometheus" >&2; exit 1; }
+  dest="$AIOPS_CACHE_DIR/tools/$cmd-$version-k8s-sd/bin"
+  if [ ! -x "$dest/$cmd" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build $cmd" >&2; exit 1; }
     mkdir -p "$dest"
     started=$(date +%s)
-    echo ">> building prometheus (module $version, Kubernetes discovery only)" >&2
-    (cd "$here/prometheus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
-      go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
-      -o "$dest/prometheus.tmp" github.com/prometheus/prometheus/cmd/prometheus)
-    mv "$dest/prometheus.tmp" "$dest/prometheus"
-    echo ">> prometheus built in $(( $(date +%s) - started ))s into $dest" >&2
-  fi
-  ln -sfn "$dest/prometheus" "$bin/prometheus.tmp" && mv -T "$bin/prometheus.tmp" "$bin/prometheus"
-}
-
-build_promtool() {
-  local version dest started
-  version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$here/prometheus/go.mod")
-  [ -n "$version" ] || { echo "error: prometheus is not pinned in hack/prometheus/go.mod" >&2; exit 1; }
-  dest="$AIOPS_CACHE_DIR/tools/promtool-$version-k8s-sd/bin"
-  if [ ! -x "$dest/promtool" ]; then
-    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build promtool" >&2; exit 1; }
-    mkdir -p "$dest"
-    started=$(date +%s)
-    echo ">> building promtool (prometheus module $version)" >&2
+    echo ">> building $cmd (prometheus module $version)" >&2
     # Only the Kubernetes discovery plugin (build tags of prometheus/plugins): the cloud SDKs of
-    # the others would make the build several times longer.
+    # the others would make the build several times longer. The server gets no web UI assets.
     (cd "$here/prometheus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
       go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
-      -o "$dest/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
-    mv "$dest/promtool.tmp" "$dest/promtool"
-    echo ">> promtool built in $(( $(date +%s) - started ))s into $dest" >&2
+      -o "$dest/$cmd.tmp" "github.com/prometheus/prometheus/cmd/$cmd")
+    mv "$dest/$cmd.tmp" "$dest/$cmd"
+    echo ">> $cmd built in $(( $(date +%s) - started ))s into $dest" >&2
   fi
-  ln -sfn "$dest/promtool" "$bin/promtool.tmp" && mv -T "$bin/promtool.tmp" "$bin/promtool"
+  ln -sfn "$dest/$cmd" "$bin/$cmd.tmp" && mv -T "$bin/$cmd.tmp" "$bin/$cmd"
 }
 
 install_hadolint() {
@@ -135,8 +117,7 @@ install_gitlab_ci_local() {
 for tool in "${tools[@]}"; do
   case $tool in
     helm) build_helm ;;
-    promtool) build_promtool ;;
-    prometheus) build_prometheus ;;
+    promtool|prometheus) build_prometheus_cmd "$tool" ;;
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
     *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local)" >&2; exit 2 ;;

@@ -14,3 +14,14 @@ COREDNS_VERSION=1.13.2
 AIOPS_CACHE_DIR=${AIOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aiops-quality}
 CONTROL_PLANE_KEY="k8s-v${K8S_VERSION}_etcd-v${ETCD_VERSION}_kwok-v${KWOK_VERSION}"
 NODE_KEY="k8s-v${K8S_VERSION}_containerd-v${CONTAINERD_VERSION}_cni-v${CNI_PLUGINS_VERSION}_coredns-v${COREDNS_VERSION}"
+
+# The version stamps of Kubernetes binaries (as its Makefile sets them), for `go build -ldflags`.
+k8s_ldflags() {
+  local p flags=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=${K8S_VERSION%%.*}"
+    flags+=" -X $p.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $p.gitTreeState=clean"
+    flags+=" -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
