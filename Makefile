@@ -94,7 +94,7 @@ test-unit: install ## Only the tests that need no control plane or external serv
 # --- the product -------------------------------------------------------------------------------
 
 .PHONY: demo
-demo: install tools system-deps ## The main job: the whole loop on the local control plane (DEMO_ARGS=--keep)
+demo: install tools system-deps ## The main job: the whole loop in real containers on the local cluster (DEMO_ARGS=--keep)
 	@hack/demo.sh $(DEMO_ARGS)
 
 .PHONY: crds
