@@ -1,5 +1,6 @@
-"""Helpers of the drift-loop tests: small real HTTP servers on 127.0.0.1 standing in for GitLab's
-pipeline trigger API and for a runtime's GET /drift."""
+"""Helpers of the drift-loop tests: small real HTTP servers standing in for GitLab's pipeline
+trigger API and for a runtime's GET /drift (on 127.0.0.1, or on the host end of a real node's
+link so that pods reach them)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ class FakeServer:
     body: Any = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
+    host: str = "127.0.0.1"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def received(self) -> list[Recorded]:
         with self.lock:
@@ -70,10 +72,12 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fake_server(status: int = 200, body: Any = None) -> Iterator[FakeServer]:
-    """A threaded HTTP server on a free 127.0.0.1 port answering `status` and `body` as JSON."""
-    fake = FakeServer(status=status, body=body if body is not None else {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+def fake_server(
+    status: int = 200, body: Any = None, host: str = "127.0.0.1"
+) -> Iterator[FakeServer]:
+    """A threaded HTTP server on a free port of `host` answering `status` and `body` as JSON."""
+    fake = FakeServer(status=status, body=body if body is not None else {}, host=host)
+    server = ThreadingHTTPServer((host, 0), _handler(fake))
     fake.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
