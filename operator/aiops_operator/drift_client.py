@@ -4,22 +4,41 @@ The pattern is an operator setting (default `http://{name}.{namespace}.svc:{port
 Service), so an operator running on a laptop can point it at a port-forward or a local process.
 Every failure becomes a `DriftReadError` with a short kind (unreachable, http, invalid) the
 caller turns into a condition reason; nothing here raises anything else.
+
+A runtime is the tenant's, so its answer is untrusted: the body is capped (bounded.py),
+redirects are not followed, and each field is checked for type, range and length before it can
+reach a status, an Event or a log line.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from aiops_operator.bounded import (
+    HEADERS,
+    AnswerRefused,
+    answered,
+    read_capped,
+    session,
+    strict_json,
+)
+
 PLACEHOLDERS = frozenset({"name", "namespace", "port"})
 # The keys of GET /drift (runtime/aiops_runtime/drift.py snapshot()) the operator relies on.
 REQUIRED_KEYS = ("p_value_threshold", "checks", "drift", "drift_events")
 # Longest text taken from a runtime's answer into a condition message.
 MESSAGE_MAX = 400
+# Largest /drift (a snapshot is about 1 KB) and /readyz answer read.
+DRIFT_BODY_MAX = 64 * 1024
+READYZ_BODY_MAX = 16 * 1024
+COUNT_MAX = 2**53  # counters beyond a double's exact integers are not a runtime's
+TEXT_MAX = 64  # times, detector names, not-ready reasons
+_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 
 
 class DriftReadError(Exception):
@@ -77,44 +96,44 @@ def parse_snapshot(doc: Any) -> DriftReading:
     if not isinstance(doc, dict):
         raise DriftReadError("invalid", "GET /drift did not answer a JSON object")
     if doc.get("enabled") is False:
-        return DriftReading(enabled=False, reason=str(doc.get("reason") or "disabled"))
+        reason = _one_line(doc.get("reason"))[:MESSAGE_MAX] or "disabled"
+        return DriftReading(enabled=False, reason=reason)
     missing = [k for k in REQUIRED_KEYS if k not in doc]
     if missing:
         raise DriftReadError("invalid", f"GET /drift lacks {', '.join(missing)}")
     try:
         return DriftReading(
             enabled=True,
-            threshold=_float(doc["p_value_threshold"]),
-            last_p_value=_float(doc.get("last_p_value")),
-            last_check_time=_str(doc.get("last_check_time")),
-            checks=int(doc["checks"]),
-            window_fill=int(doc.get("window_fill") or 0),
-            window_size=int(doc.get("window_size") or 0),
-            drift=bool(doc["drift"]),
-            drift_events=int(doc["drift_events"]),
-            last_drift_time=_str(doc.get("last_drift_time")),
-            detector=str(doc.get("detector") or ""),
+            threshold=_probability(doc["p_value_threshold"]),
+            last_p_value=_probability(doc.get("last_p_value")),
+            last_check_time=_token(doc.get("last_check_time")),
+            checks=_count(doc["checks"]),
+            window_fill=_count(doc.get("window_fill") or 0),
+            window_size=_count(doc.get("window_size") or 0),
+            drift=_bool(doc["drift"]),
+            drift_events=_count(doc["drift_events"]),
+            last_drift_time=_token(doc.get("last_drift_time")),
+            detector=_token(doc.get("detector")) or "",
         )
     except (TypeError, ValueError) as exc:
-        raise DriftReadError(
-            "invalid", f"GET /drift has a field of the wrong type: {exc}"
-        ) from None
+        raise DriftReadError("invalid", f"GET /drift has an invalid field: {exc}") from None
 
 
-def not_loaded_error(url: str, text: str) -> DriftReadError:
+def not_loaded_error(url: str, body: bytes) -> DriftReadError:
     """The error for a 503 answer of /drift or /readyz: the runtime's own not-ready reason when
     it gives one."""
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = strict_json(body)
+    except AnswerRefused:
         doc = None
     not_ready = isinstance(doc, dict) and (
         doc.get("ready") is False or doc.get("status") == "not_ready"
     )
     if not isinstance(doc, dict) or not not_ready:
         return DriftReadError("http", f"GET {url} answered HTTP 503")
-    reason = _one_line(doc.get("reason")) or "not_ready"
-    message = _one_line(doc.get("message"))
+    reason = doc.get("reason")
+    reason = reason if isinstance(reason, str) and _TOKEN.fullmatch(reason) else "not_ready"
+    message = _one_line(doc.get("message"))[:MESSAGE_MAX]
     said = f"{reason}: {message}" if message else reason
     return DriftReadError("notloaded", f"the runtime has no model: {said}"[:MESSAGE_MAX])
 
@@ -123,12 +142,34 @@ def _one_line(value: Any) -> str:
     return " ".join(str(value).split()) if isinstance(value, str) else ""
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _probability(value: Any) -> float | None:
+    """A p-value or threshold: a finite number in [0, 1] (bounded.strict_json refused NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{str(value)[:20]!r} is not a probability")
+    return float(value)
 
 
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COUNT_MAX:
+        raise ValueError(f"{str(value)[:20]!r} is not a count")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{str(value)[:20]!r} is not true or false")
+    return value
+
+
+def _token(value: Any) -> str | None:
+    """A short text without spaces (a timestamp, a detector name), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(f"{str(value)[:20]!r} is not a timestamp or a name")
+    return value
 
 
 class DriftClient:
@@ -138,7 +179,7 @@ class DriftClient:
         check_pattern(pattern)
         self.pattern = pattern
         self.port = port
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     def url(self, name: str, namespace: str) -> str:
@@ -146,9 +187,9 @@ class DriftClient:
         return drift_url(self.pattern, name, namespace, self.port)
 
     def session(self) -> aiohttp.ClientSession:
-        """The shared HTTP session (also used for the retrain trigger)."""
+        """The HTTP session of runtime reads (never inflating, see bounded.py)."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = session(self.timeout_s)
         return self._session
 
     async def close(self) -> None:
@@ -162,13 +203,15 @@ class DriftClient:
         still loading or does not answer in time; never raises."""
         url = f"http://{pod_ip}:{self.port}/readyz"
         try:
-            async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            async with self.session().get(
+                url, headers=HEADERS, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
                 if resp.status != 503:
                     return None
-                text = await resp.text()
-        except (TimeoutError, aiohttp.ClientError):
+                body = await read_capped(resp, READYZ_BODY_MAX)
+        except (TimeoutError, aiohttp.ClientError, AnswerRefused):
             return None
-        error = not_loaded_error(url, text)
+        error = not_loaded_error(url, body)
         loading = error.message.startswith("the runtime has no model: loading")
         return error if error.kind == "notloaded" and not loading else None
 
@@ -176,20 +219,22 @@ class DriftClient:
         """GET the runtime's /drift; raises DriftReadError on any failure."""
         url = self.url(name, namespace)
         try:
-            async with self.session().get(url, headers={"Accept": "application/json"}) as resp:
-                text = await resp.text()
+            async with self.session().get(url, headers=HEADERS, allow_redirects=False) as resp:
                 if resp.status == 503:
-                    raise not_loaded_error(url, text)
+                    raise not_loaded_error(url, await read_capped(resp, READYZ_BODY_MAX))
                 if resp.status != 200:
-                    raise DriftReadError("http", f"GET {url} answered HTTP {resp.status}")
+                    raise DriftReadError("http", f"GET {url} {answered(resp.status)}")
+                body = await read_capped(resp, DRIFT_BODY_MAX)
         except TimeoutError:
             raise DriftReadError("unreachable", f"GET {url} timed out") from None
         except aiohttp.ClientError as exc:
             raise DriftReadError("unreachable", f"GET {url} failed: {_short(exc)}") from None
+        except AnswerRefused as exc:
+            raise DriftReadError("invalid", f"GET {url}: {exc.message}") from None
         try:
-            doc = json.loads(text)
-        except ValueError:
-            raise DriftReadError("invalid", f"GET {url} did not answer JSON") from None
+            doc = strict_json(body)
+        except AnswerRefused as exc:
+            raise DriftReadError("invalid", f"GET {url}: {exc.message}") from None
         return parse_snapshot(doc)
 
 

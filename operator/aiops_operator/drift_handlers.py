@@ -25,6 +25,7 @@ import aiohttp
 import kopf
 from pydantic import ValidationError
 
+from aiops_operator import bounded
 from aiops_operator import operator_metrics as metrics
 from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
 from aiops_operator.handlers import API_VERSION, STATE, Key
@@ -50,6 +51,7 @@ from aiops_operator.reactions import (
 from aiops_operator.retrain import (
     RetrainConfigError,
     TriggerOutcome,
+    TriggerPolicy,
     read_trigger,
     trigger_pipeline,
 )
@@ -81,10 +83,12 @@ class DriftMemory:
 
 @dataclass
 class Loop:
-    """Process-wide drift loop state: settings, the HTTP client and the metrics server."""
+    """Process-wide drift loop state: settings, the HTTP clients and the metrics server."""
 
     config: OperatorSettings = field(default_factory=lambda: OperatorSettings())
     client: DriftClient | None = None
+    triggers: aiohttp.ClientSession | None = None  # retrain triggers: a pool of their own
+    policy: TriggerPolicy = field(default_factory=TriggerPolicy)
     metrics_server: Any = None
     registered: bool = False
 
@@ -95,6 +99,9 @@ LOOP = Loop()
 def register(config: OperatorSettings) -> None:
     """Install the drift timer, the metrics server and the HTTP client with these settings."""
     check_pattern(config.drift_url_pattern)  # a bad pattern stops the operator at start
+    LOOP.policy = TriggerPolicy.from_setting(  # so does a bad retrain URL prefix
+        config.retrain_url_prefixes, config.retrain_allow_http
+    )
     LOOP.config = config
     if LOOP.registered:
         return
@@ -111,6 +118,7 @@ async def start_loop(**_: Any) -> None:
     """Create the runtime HTTP client and serve the operator's /metrics."""
     config = LOOP.config
     LOOP.client = DriftClient(config.drift_url_pattern, config.runtime_port, config.drift_timeout_s)
+    LOOP.triggers = bounded.session(config.drift_timeout_s, connections=8)
     LOOP.metrics_server = metrics.serve(config.metrics_port)
     log.info(
         "drift loop started",
@@ -118,6 +126,7 @@ async def start_loop(**_: Any) -> None:
             "drift_url_pattern": config.drift_url_pattern,
             "drift_poll_interval_s": config.drift_poll_interval_s,
             "metrics_port": config.metrics_port,
+            "retrain_url_prefixes": list(LOOP.policy.prefixes),
         },
     )
 
@@ -126,6 +135,9 @@ async def stop_loop(**_: Any) -> None:
     """Close the HTTP client and stop the metrics server."""
     if LOOP.client is not None:
         await LOOP.client.close()
+    if LOOP.triggers is not None:
+        await LOOP.triggers.close()
+        LOOP.triggers = None
     metrics.stop(LOOP.metrics_server)
     LOOP.metrics_server = None
 
@@ -334,7 +346,7 @@ def _cooldown_skip(key: Key, body: kopf.Body, reaction: Reaction) -> None:
 
 async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> TriggerOutcome:
     assert drift.retrain is not None
-    assert LOOP.client is not None
+    assert LOOP.triggers is not None
     ref = drift.retrain.trigger_secret_ref
     variables = {
         "AIOPS_MODELSERVICE": key[1],
@@ -343,12 +355,14 @@ async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> Trigger
         "AIOPS_DRIFT_P_VALUE": "" if reading.last_p_value is None else str(reading.last_p_value),
     }
     try:
+        LOOP.policy.require_enabled()  # before reading the tenant's Secret at all
         target = await read_trigger(STATE.client(), key[0], ref.name, ref.key)
+        LOOP.policy.check(target.url, f"Secret {key[0]}/{ref.name} key {ref.key!r}")
     except RetrainConfigError as err:
         return TriggerOutcome(False, f"{err.reason}: {err.message}")
     except (aiohttp.ClientError, TimeoutError) as err:
         return TriggerOutcome(False, f"reading the trigger Secret failed ({type(err).__name__})")
-    return await trigger_pipeline(LOOP.client.session(), target, variables)
+    return await trigger_pipeline(LOOP.triggers, target, variables, LOOP.policy)
 
 
 async def _record_retrain(

@@ -31,6 +31,9 @@ ERROR_REASONS = {
 }
 TRIGGERED = "Triggered"
 FAILED = "Failed"
+# Longest message the loop writes into status (the CRD allows 32768 in a condition, 1024 in
+# lastRetrainMessage); the texts are built here, so this only guards against a surprise.
+STATUS_TEXT_MAX = 1024
 
 
 def parse_duration(text: str) -> float:
@@ -108,7 +111,7 @@ def _condition(status: str, reason: str, message: str, generation: int) -> dict[
         "type": DRIFT_DETECTED,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": message[:STATUS_TEXT_MAX],
         "observedGeneration": generation,
     }
 
@@ -214,7 +217,7 @@ def retrain_status(outcome: str, message: str, now: datetime) -> dict[str, Any]:
     return {
         "lastRetrainTime": rfc3339(now),
         "lastRetrainOutcome": outcome,
-        "lastRetrainMessage": message,
+        "lastRetrainMessage": message[:STATUS_TEXT_MAX],
     }
 
 

@@ -7,6 +7,14 @@ with `token`, `ref` and `variables[...]` naming the ModelService, so the retrain
 retrain. The token is sent and nothing else: it never enters a message, a log line, an Event or
 the status (every message passes through `redact`, and only the URL's scheme, host and path are
 ever shown).
+
+The Secret is the tenant's, so the operator must not become their proxy (a confused deputy):
+- the URL must lie under a prefix of the operator setting `retrainUrlPrefixes`, which only the
+  platform team controls (`TriggerPolicy`); no prefix means the retrain action is off, and
+  plain http needs `retrainAllowHttp`;
+- redirects are not followed (a 3xx is a failure: a 307 would re-POST the token elsewhere);
+- the answer is read bounded (bounded.py) and only validated fields are published: a numeric
+  pipeline id and a `web_url` on an allowed origin, never the answer's free text.
 """
 
 from __future__ import annotations
@@ -14,15 +22,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 
+from aiops_operator.bounded import HEADERS, AnswerRefused, answered, read_capped, strict_json
 from aiops_operator.kube import ApiError, KubeClient, resource_path
 
 DEFAULT_REF = "main"
+TRIGGER_BODY_MAX = 16 * 1024  # GitLab's pipeline answer is about 1 KB
+PIPELINE_ID_MAX = 2**63 - 1
+WEB_URL_MAX = 300
+_PATH = re.compile(r"/[A-Za-z0-9/_.~%+-]*")
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,199}")
 
 
 class RetrainConfigError(Exception):
@@ -58,6 +73,98 @@ class TriggerOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class TriggerPolicy:
+    """Which trigger URLs the operator may call: the platform team's setting, not the tenant's."""
+
+    prefixes: tuple[str, ...] = ()
+    allow_http: bool = False
+
+    @classmethod
+    def from_setting(cls, prefixes: str, allow_http: bool) -> TriggerPolicy:
+        """Parse the comma-separated setting; raises ValueError on a prefix that is no base URL."""
+        parsed = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+        for prefix in parsed:
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError(f"retrain URL prefix {prefix!r} is not an http(s) base URL")
+            if parts.scheme == "http" and not allow_http:
+                raise ValueError(f"retrain URL prefix {prefix!r} is http: set retrainAllowHttp")
+            if parts.username or parts.password or parts.query or parts.fragment:
+                raise ValueError(f"retrain URL prefix {prefix!r} has credentials or a query")
+        return cls(parsed, allow_http)
+
+    def require_enabled(self) -> None:
+        """Raise RetrainConfigError when no prefix is allowed: the retrain action is off."""
+        if not self.prefixes:
+            raise RetrainConfigError(
+                "RetrainNotAllowed",
+                "the operator allows no trigger URL (its setting retrainUrlPrefixes is empty):"
+                " ask the platform team to allow your CI server",
+            )
+
+    def check(self, url: str, where: str) -> None:
+        """Raise RetrainConfigError unless `url` is under one of the prefixes."""
+        self.require_enabled()
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not self.allow_http:
+            raise RetrainConfigError("TriggerURLNotAllowed", f"{where}: url must be https")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise RetrainConfigError(
+                "TriggerURLNotAllowed", f"{where}: url must have no credentials, query or fragment"
+            )
+        if not _safe_path(parts.path):
+            raise RetrainConfigError(
+                "TriggerURLNotAllowed", f"{where}: url path has characters or dot segments"
+                " that are not allowed",
+            )  # fmt: skip
+        if not any(_under(parts, urlsplit(prefix)) for prefix in self.prefixes):
+            raise RetrainConfigError(
+                "TriggerURLNotAllowed",
+                f"{where}: url is under none of the operator's allowed prefixes"
+                f" ({', '.join(self.prefixes)})",
+            )
+
+    def publishable(self, link: Any) -> str | None:
+        """`link` if it is a short URL on an allowed origin (a pipeline's web_url), else None."""
+        if not isinstance(link, str) or len(link) > WEB_URL_MAX:
+            return None
+        parts = urlsplit(link)
+        if parts.username or parts.password or not _safe_path(parts.path):
+            return None
+        for prefix in self.prefixes:
+            allowed = urlsplit(prefix)
+            if parts.scheme == allowed.scheme and _origin(parts) == _origin(allowed):
+                return f"{parts.scheme}://{_origin(parts)}{parts.path}"
+        return None
+
+
+def _origin(parts: SplitResult) -> str:
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = 443 if parts.scheme == "https" else 80
+    host = (parts.hostname or "").lower()
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+def _safe_path(path: str) -> bool:
+    if not _PATH.fullmatch(path or "/"):
+        return False
+    return not any(unquote(seg) in (".", "..") for seg in path.split("/"))
+
+
+def _under(url: SplitResult, prefix: SplitResult) -> bool:
+    """Same scheme and origin, and the path within the prefix's path (on a segment boundary)."""
+    if url.scheme != prefix.scheme or not _origin(url) or _origin(url) != _origin(prefix):
+        return False
+    base = prefix.path or "/"
+    if base.endswith("/"):
+        return (url.path or "/").startswith(base)
+    return url.path == base or url.path.startswith(base + "/")
+
+
 def redact(text: str, secret: str) -> str:
     """`text` with every occurrence of `secret` replaced (belt and braces for messages)."""
     return text.replace(secret, "[redacted]") if secret else text
@@ -78,7 +185,7 @@ def parse_trigger(value: str, where: str) -> TriggerTarget:
         raise RetrainConfigError("InvalidTriggerSecret", f"{where}: url must be an http(s) URL")
     if not isinstance(token, str) or not token:
         raise RetrainConfigError("InvalidTriggerSecret", f"{where}: token is missing")
-    if not isinstance(ref, str) or not ref:
+    if not isinstance(ref, str) or not _REF.fullmatch(ref) or ".." in ref:
         raise RetrainConfigError("InvalidTriggerSecret", f"{where}: ref must be a branch or tag")
     return TriggerTarget(url=url, token=token, ref=ref)
 
@@ -115,41 +222,41 @@ def trigger_form(target: TriggerTarget, variables: dict[str, str]) -> dict[str, 
 
 
 async def trigger_pipeline(
-    session: aiohttp.ClientSession, target: TriggerTarget, variables: dict[str, str]
+    session: aiohttp.ClientSession,
+    target: TriggerTarget,
+    variables: dict[str, str],
+    policy: TriggerPolicy,
 ) -> TriggerOutcome:
-    """POST the trigger once; never raises, and the outcome's message never holds the token."""
+    """POST the trigger once; never raises, and the outcome's message never holds the token or
+    any free text of the answer."""
     where = target.safe_url()
     try:
-        async with session.post(target.url, data=trigger_form(target, variables)) as resp:
-            text = await resp.text()
+        async with session.post(
+            target.url, data=trigger_form(target, variables), headers=HEADERS,
+            allow_redirects=False,
+        ) as resp:  # fmt: skip
             status = resp.status
+            if not 200 <= status < 300:
+                return _outcome(False, f"the trigger endpoint {where} {answered(status)}", target)
+            try:
+                body: Any = strict_json(await read_capped(resp, TRIGGER_BODY_MAX))
+            except AnswerRefused as exc:
+                return _outcome(True, f"pipeline created; its answer was not read: {exc}", target)
     except TimeoutError:
         return _outcome(False, f"the trigger endpoint {where} timed out", target)
     except aiohttp.ClientError as exc:
         message = f"the trigger endpoint {where} is unreachable ({type(exc).__name__})"
         return _outcome(False, message, target)
-    body = _json_object(text)
-    if 200 <= status < 300:
-        pipeline = body.get("id")
-        link = body.get("web_url")
-        message = f"pipeline {pipeline} created" if pipeline is not None else "pipeline created"
-        if isinstance(link, str):
-            message += f": {link}"
-        return _outcome(True, message, target)
-    detail = body.get("message") or body.get("error") or ""
-    message = f"the trigger endpoint {where} answered HTTP {status}"
-    if detail:
-        message += f": {str(detail)[:200]}"
-    return _outcome(False, message, target)
+    doc = body if isinstance(body, dict) else {}
+    pipeline: Any = doc.get("id")
+    numeric = isinstance(pipeline, int) and not isinstance(pipeline, bool)
+    valid_id = numeric and 0 < pipeline <= PIPELINE_ID_MAX
+    message = f"pipeline {pipeline} created" if valid_id else "pipeline created"
+    link = policy.publishable(doc.get("web_url"))
+    if link is not None:
+        message += f": {link}"
+    return _outcome(True, message, target)
 
 
 def _outcome(ok: bool, message: str, target: TriggerTarget) -> TriggerOutcome:
     return TriggerOutcome(ok, redact(message, target.token)[:500])
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}

@@ -86,6 +86,15 @@ class OperatorSettings(BaseSettings):
         description="While no runtime pod is ready, ask one (GET /readyz at its pod IP) why;"
         " turn it off when the operator runs outside the cluster's pod network.",
     )
+    retrain_url_prefixes: str = Field(
+        default="",
+        description="Comma-separated URL prefixes a retrain trigger URL must lie under (e.g."
+        " https://gitlab.example.com/api/v4/projects/); empty turns the retrain action off.",
+    )
+    retrain_allow_http: bool = Field(
+        default=False,
+        description="Allow http:// trigger URLs and prefixes (the token then travels in clear).",
+    )
     metrics_port: int = Field(
         default=8081,
         ge=0,

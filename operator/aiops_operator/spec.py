@@ -360,8 +360,15 @@ class Condition(_Model):
 
     type: str = Field(..., description="Condition type: Ready, Progressing, Degraded, ...")
     status: Literal["True", "False", "Unknown"] = Field(..., description="True, False or Unknown.")
-    reason: str = Field(..., description="CamelCase reason of the last transition.")
-    message: str = Field(..., description="Human-readable detail of the last transition.")
+    reason: str = Field(
+        ...,
+        description="CamelCase reason of the last transition.",
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    )
+    message: str = Field(
+        ..., description="Human-readable detail of the last transition.", max_length=32768
+    )
     last_transition_time: str = Field(
         ...,
         alias="lastTransitionTime",
@@ -412,6 +419,7 @@ class DriftStatus(BaseModel):
     last_retrain_message: str | None = Field(
         None,
         alias="lastRetrainMessage",
+        max_length=1024,
         description="Detail of the last retrain trigger (pipeline created, or why it failed).",
     )
 

@@ -77,7 +77,19 @@ def restricted_namespace(cluster: LocalCluster, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator_release(real_cluster: LocalCluster, images: Images, helm: Path) -> dict[str, Any]:
+def trigger_base(real_cluster: LocalCluster) -> str:
+    """Where the tests' stand-in for GitLab listens: a free port on the host end of the node's
+    link (pods reach it as they reach the API server); the operator allows only this prefix."""
+    with socket.socket() as probe:
+        probe.bind((real_cluster.address, 0))
+        port = probe.getsockname()[1]
+    return f"http://{real_cluster.address}:{port}"
+
+
+@pytest.fixture(scope="session")
+def operator_release(
+    real_cluster: LocalCluster, images: Images, helm: Path, trigger_base: str
+) -> dict[str, Any]:
     """`helm install` of charts/aiops-operator with the built operator image; returns its pod."""
     restricted_namespace(real_cluster, OPERATOR_NAMESPACE)
     repository, tag = images.operator.rsplit(":", 1)
@@ -88,6 +100,9 @@ def operator_release(real_cluster: LocalCluster, images: Images, helm: Path) -> 
          "--set", "image.pullPolicy=Never",
          # Quick drift reads for the test; the chart's defaults are 30 s and 300 s.
          "--set", "settings.driftPollIntervalS=2", "--set", "settings.driftBackoffMaxS=4",
+         # Retrain triggers may go only to the tests' GitLab stand-in (plain http, on the host).
+         "--set", f"settings.retrainUrlPrefixes={trigger_base}/api/v4/projects/",
+         "--set", "settings.retrainAllowHttp=true",
          "--wait", "--timeout", "120s"],
         capture_output=True, text=True, timeout=180, env=real_cluster.env,
     )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ NAME = "breast-cancer"
 WINDOW, CHECK_EVERY = 50, 25
 THRESHOLD = 0.02  # the mmd test with 100 permutations cannot go below ~0.011
 SECRET_NAME, SECRET_KEY = "gitlab-trigger", "trigger"
-PIPELINE = {"id": 4711, "web_url": "https://gitlab.example/p/-/pipelines/4711"}
 
 
 def modelservice(image: str) -> dict[str, Any]:
@@ -145,13 +145,14 @@ class Loop:
 
 @pytest.fixture(scope="module")
 def loop(
-    real_cluster: LocalCluster, operator_release: dict[str, Any], images: Images
+    real_cluster: LocalCluster, operator_release: dict[str, Any], images: Images, trigger_base: str
 ) -> Iterator[Loop]:
     """Trigger Secret, ModelService and its Ready runtime pod, both port-forwarded."""
     restricted_namespace(real_cluster, NAMESPACE)
     token = f"glptt-{secrets.token_hex(16)}"
-    # The host end of the node's link: where the API server listens, reachable from pods.
-    with fake_server(201, PIPELINE, host=real_cluster.address) as gitlab:
+    where = urllib.parse.urlsplit(trigger_base)
+    pipeline = {"id": 4711, "web_url": f"{trigger_base}/group/model/-/pipelines/4711"}
+    with fake_server(201, pipeline, host=where.hostname or "", port=where.port or 0) as gitlab:
         trigger = f"{gitlab.base}/api/v4/projects/1/trigger/pipeline"
         real_cluster.kubectl("apply", "-f", "-", input=json.dumps(trigger_secret(trigger, token)))
         real_cluster.kubectl("apply", "-f", "-", input=json.dumps(modelservice(images.runtime)))
@@ -250,7 +251,9 @@ def test_retrain_is_triggered_once_with_the_token_despite_repeated_drift(loop: L
         30,
     )
     assert status["lastRetrainOutcome"] == "Triggered"
-    assert "4711" in status["lastRetrainMessage"]
+    assert status["lastRetrainMessage"] == (
+        f"pipeline 4711 created: {loop.gitlab.base}/group/model/-/pipelines/4711"
+    )
     assert loop.events("RetrainTriggered")
 
     # Clear the drift with in-distribution rows, then drift again with the runbook's vector.

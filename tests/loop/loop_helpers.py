@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,16 +73,78 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def fake_server(
-    status: int = 200, body: Any = None, host: str = "127.0.0.1"
+    status: int = 200, body: Any = None, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[FakeServer]:
-    """A threaded HTTP server on a free port of `host` answering `status` and `body` as JSON."""
+    """A threaded HTTP server on `port` (0: a free one) of `host` answering `status` and `body`
+    as JSON."""
     fake = FakeServer(status=status, body=body if body is not None else {}, host=host)
-    server = ThreadingHTTPServer((host, 0), _handler(fake))
+    server = ThreadingHTTPServer((host, port), _handler(fake))
     fake.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@dataclass
+class RawServer:
+    """A server whose handler writes whatever a test wants; counts the bytes it wrote."""
+
+    base: str
+    written: list[int]  # bytes written (headers and body) per request, in order
+
+    def total_written(self) -> int:
+        return sum(self.written)
+
+
+@contextmanager
+def raw_server(
+    respond: Callable[[BaseHTTPRequestHandler], None], host: str = "127.0.0.1"
+) -> Iterator[RawServer]:
+    """A threaded HTTP server on a free port of `host`; `respond(handler)` writes the whole
+    answer (status line, headers, body). A client that
+    hangs up mid-answer ends that request quietly."""
+    written: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            count = [0]
+            real_write = self.wfile.write
+
+            def counting(data: bytes) -> int:  # type: ignore[override]
+                count[0] += len(data)
+                return int(real_write(data) or 0)
+
+            try:
+                self.wfile.write = counting  # type: ignore[method-assign]
+                respond(self)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                written.append(count[0])
+                self.close_connection = True
+
+        do_GET = _answer
+        do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RawServer(base=f"http://{host}:{server.server_address[1]}", written=written)
     finally:
         server.shutdown()
         server.server_close()
