@@ -356,6 +356,13 @@ async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> Trigger
     }
     try:
         LOOP.policy.require_enabled()  # before reading the tenant's Secret at all
+        if ref.name != LOOP.config.retrain_secret_name:
+            raise RetrainConfigError(
+                "TriggerSecretNotAllowed",
+                f"the operator reads triggers only from Secrets named"
+                f" {LOOP.config.retrain_secret_name!r} (its setting retrainSecretName),"
+                f" not {ref.name!r}",
+            )
         target = await read_trigger(STATE.client(), key[0], ref.name, ref.key)
         LOOP.policy.check(target.url, f"Secret {key[0]}/{ref.name} key {ref.key!r}")
     except RetrainConfigError as err:

@@ -200,6 +200,13 @@ async def read_trigger(kube: KubeClient, namespace: str, name: str, key: str) ->
             raise RetrainConfigError(
                 "TriggerSecretNotFound", f"Secret {namespace}/{name} does not exist"
             ) from None
+        if err.status == 403:
+            raise RetrainConfigError(
+                "TriggerSecretForbidden",
+                f"the operator may not read Secret {namespace}/{name}: this namespace has not"
+                " opted in (a RoleBinding here to the operator's ClusterRole"
+                " <release>-retrain-trigger, see the README's Retraining section)",
+            ) from None
         raise RetrainConfigError(
             "TriggerSecretUnreadable",
             f"reading Secret {namespace}/{name} failed: HTTP {err.status}",

@@ -95,6 +95,11 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Allow http:// trigger URLs and prefixes (the token then travels in clear).",
     )
+    retrain_secret_name: str = Field(
+        default="aiops-retrain-trigger",
+        description="The one Secret name a retrain trigger is read from, in each ModelService's"
+        " namespace; the chart's retrain-trigger ClusterRole grants get of this name only.",
+    )
     metrics_port: int = Field(
         default=8081,
         ge=0,

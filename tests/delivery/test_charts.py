@@ -145,11 +145,35 @@ def test_liveness_probe_follows_the_liveness_endpoint_setting(render: Render) ->
 
 
 def test_cluster_role_rules_are_the_generated_ones(render: Render) -> None:
-    (role,) = _by_kind(render(OPERATOR_CHART), "ClusterRole")
-    generated = yaml.safe_load((OPERATOR_CHART / "files" / "rbac-rules.yaml").read_text())
-    if isinstance(generated, dict):
-        generated = generated["rules"]
-    assert role["rules"] == generated
+    from aiops_operator.rbac import cluster_rules, namespaced_rules, rules, trigger_reader_rules
+
+    operator, reader = _by_kind(render(OPERATOR_CHART), "ClusterRole")
+    assert operator["rules"] == rules()
+    assert reader["metadata"]["name"].endswith("-retrain-trigger")
+    assert reader["rules"] == trigger_reader_rules("aiops-retrain-trigger")
+    assert all("secrets" not in r["resources"] for r in operator["rules"])
+    assert not _by_kind(render(OPERATOR_CHART), "Role")
+    assert not _by_kind(render(OPERATOR_CHART), "RoleBinding")
+    # Serving listed namespaces: cluster-scoped reads only, a Role in each namespace.
+    docs = render(OPERATOR_CHART, "--set-string", "settings.namespaces=team-a\\, team-b")
+    operator, _ = _by_kind(docs, "ClusterRole")
+    assert operator["rules"] == cluster_rules()
+    roles = {r["metadata"]["namespace"]: r["rules"] for r in _by_kind(docs, "Role")}
+    assert roles == {"team-a": namespaced_rules(), "team-b": namespaced_rules()}
+    bound = {b["metadata"]["namespace"] for b in _by_kind(docs, "RoleBinding")}
+    assert bound == {"team-a", "team-b"}
+
+
+def test_retrain_namespaces_are_opted_in_with_a_role_binding_to_the_trigger_reader(
+    render: Render,
+) -> None:
+    docs = render(OPERATOR_CHART, "--set", "rbac.retrainNamespaces={ml-a,ml-b}",
+                  "--set", "settings.retrainSecretName=ci-trigger")  # fmt: skip
+    (_, reader) = _by_kind(docs, "ClusterRole")
+    assert reader["rules"][0]["resourceNames"] == ["ci-trigger"]
+    bindings = _by_kind(docs, "RoleBinding")
+    assert {b["metadata"]["namespace"] for b in bindings} == {"ml-a", "ml-b"}
+    assert {b["roleRef"]["name"] for b in bindings} == {reader["metadata"]["name"]}
 
 
 @pytest.mark.parametrize("chart", ["operator", "monitoring"])
@@ -227,6 +251,8 @@ def test_operator_chart_validates_server_side(cluster: Any, helm: Path) -> None:
         " (server dry run)",
         "serviceaccount/aiops-aiops-operator created (server dry run)",
         "clusterrole.rbac.authorization.k8s.io/aiops-aiops-operator created (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/aiops-aiops-operator-retrain-trigger created"
+        " (server dry run)",
         "clusterrolebinding.rbac.authorization.k8s.io/aiops-aiops-operator created"
         " (server dry run)",
         "deployment.apps/aiops-aiops-operator created (server dry run)",

@@ -41,7 +41,7 @@ NAMESPACE = "aiops-loop"
 NAME = "breast-cancer"
 WINDOW, CHECK_EVERY = 50, 25
 THRESHOLD = 0.02  # the mmd test with 100 permutations cannot go below ~0.011
-SECRET_NAME, SECRET_KEY = "gitlab-trigger", "trigger"
+SECRET_NAME, SECRET_KEY = "aiops-retrain-trigger", "trigger"  # the chart's one readable name
 
 
 def modelservice(image: str) -> dict[str, Any]:
@@ -155,6 +155,12 @@ def loop(
     with fake_server(201, pipeline, host=where.hostname or "", port=where.port or 0) as gitlab:
         trigger = f"{gitlab.base}/api/v4/projects/1/trigger/pipeline"
         real_cluster.kubectl("apply", "-f", "-", input=json.dumps(trigger_secret(trigger, token)))
+        # The namespace admin opts in, as the README says: the operator may read this Secret.
+        real_cluster.kubectl(
+            "-n", NAMESPACE, "create", "rolebinding", "aiops-retrain-trigger",
+            "--clusterrole=aiops-operator-retrain-trigger",
+            f"--serviceaccount={OPERATOR_NAMESPACE}:aiops-operator",
+        )  # fmt: skip
         real_cluster.kubectl("apply", "-f", "-", input=json.dumps(modelservice(images.runtime)))
         try:
             ready = lambda: any(  # noqa: E731

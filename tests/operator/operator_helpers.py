@@ -19,12 +19,16 @@ from typing import Any, TypeVar
 import yaml
 
 from aiops_operator.rbac import cluster_role, cluster_role_binding
+from aiops_operator.settings import OperatorSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "modelservice.yaml"
 OPERATOR_BIN = REPO_ROOT / ".venv" / "bin" / "aiops-operator"
 OPERATOR_NAMESPACE = "aiops-system"
 OPERATOR_ACCOUNT = "aiops-operator"
+OPERATOR_CHART = REPO_ROOT / "charts" / "aiops-operator"
+TRIGGER_SECRET = OperatorSettings().retrain_secret_name  # the one name a trigger is read from
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 MANAGED = "app.kubernetes.io/managed-by=aiops-operator"
 
 T = TypeVar("T")
@@ -66,6 +70,29 @@ def install_operator_identity(cluster: Any) -> Path:
     docs = yaml.safe_dump_all([role, binding])
     cluster.kubectl("apply", "-f", "-", input=docs)
     return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT))
+
+
+def install_chart_identity(
+    cluster: Any, helm: Path, release: str, namespace: str, *values: str
+) -> tuple[str, Path]:
+    """The chart's ServiceAccount and RBAC only (rendered with `values`, e.g. --set ...), applied
+    in `namespace`; returns the account's `system:serviceaccount:...` name and its kubeconfig."""
+    rendered = subprocess.run(
+        [str(helm), "template", release, str(OPERATOR_CHART), "--namespace", namespace, *values],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in RBAC_KINDS]
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    (account,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    kubeconfig = Path(cluster.service_account_kubeconfig(namespace, account))
+    return f"system:serviceaccount:{namespace}:{account}", kubeconfig
+
+
+def can_i(cluster: Any, user: str, verb: str, what: str, namespace: str) -> bool:
+    """`kubectl auth can-i VERB WHAT -n NAMESPACE --as USER`."""
+    proc = cluster.kubectl("auth", "can-i", verb, what, "-n", namespace, "--as", user, check=False)
+    return bool(proc.stdout.strip() == "yes")
 
 
 @dataclass

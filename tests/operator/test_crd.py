@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from aiops_operator.crd import build_crd, render_crd
-from aiops_operator.rbac import render_rules, rules
+from aiops_operator.rbac import cluster_rules, namespaced_rules, render_rules, rules
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "modelservices.aiops-quality.io.yaml"
@@ -41,7 +41,11 @@ def test_chart_crd_copy_matches_generated_output() -> None:
 
 def test_chart_rbac_rules_match_generated_output() -> None:
     assert RBAC_FILE.read_text() == render_rules(), "rbac-rules.yaml is stale: run `make crds`"
-    assert yaml.safe_load(RBAC_FILE.read_text()) == rules()
+    assert yaml.safe_load(RBAC_FILE.read_text()) == {
+        "namespaced": namespaced_rules(),
+        "cluster": cluster_rules(),
+    }
+    assert namespaced_rules() + cluster_rules() == rules()
 
 
 def test_crd_names_scope_and_status_subresource() -> None:

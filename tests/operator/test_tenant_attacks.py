@@ -1,23 +1,29 @@
 """One tenant's ModelServices attack the shared operator, on the real API server.
 
-The operator runs as a process under exactly rbac.py's rules, its drift URL pattern pointed at a
-local server that plays each tenant's runtime by path:
+The operator runs as a process under exactly the chart's RBAC for a namespaced install (a Role
+in each of two served namespaces, the first opted in to trigger reads by rbac.retrainNamespaces),
+its drift URL pattern pointed at a local server that plays each tenant's runtime by path:
 - `bomb` answers GET /drift with 400 MiB (chunked, no length), on every read;
 - `redirecting` reports drift; its trigger Secret names an allowed URL that answers 307 to
   another server (which would receive the token again if the redirect were followed);
 - `outside` reports drift; its trigger Secret names an internal endpoint outside the allowed
   prefixes;
+- `wrong-secret` reports drift; its triggerSecretRef names a Secret other than the one allowed;
+- `forbidden` (in the second namespace, not opted in) reports drift;
 - `neighbour` is a well-behaved runtime in the same operator.
 The operator must stay up and under its chart's memory limit, say what went wrong in each
-status, call nothing outside its allowlist, and keep serving the neighbour.
+status, call nothing outside its allowlist, read no Secret it was not granted, and keep serving
+the neighbour. `kubectl auth can-i` shows what the chart's rights no longer allow.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -26,10 +32,12 @@ import pytest
 
 from tests.loop.loop_helpers import FakeServer, fake_server, raw_server
 from tests.operator.operator_helpers import (
+    TRIGGER_SECRET,
     Kube,
     OperatorProcess,
+    can_i,
     example,
-    install_operator_identity,
+    install_chart_identity,
     rbac_denials,
     wait_for,
 )
@@ -51,6 +59,7 @@ DRIFTING = {
 QUIET = {**DRIFTING, "drift": False, "drift_events": 0, "last_p_value": 0.6}
 QUIET.pop("last_drift_time")
 BOMB_READS = [0]
+FORBIDDEN_READS = [0]
 
 
 def runtimes(h: BaseHTTPRequestHandler) -> None:
@@ -67,7 +76,12 @@ def runtimes(h: BaseHTTPRequestHandler) -> None:
         for _ in range(400 * 16):
             h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         return
-    body = json.dumps(DRIFTING if name in ("redirecting", "outside") else QUIET).encode()
+    doc = QUIET if name == "neighbour" else DRIFTING
+    if name == "forbidden":  # a new drift event on every read
+        FORBIDDEN_READS[0] += 1
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        doc = {**DRIFTING, "drift_events": FORBIDDEN_READS[0], "last_drift_time": now}
+    body = json.dumps(doc).encode()
     h.send_response(200)
     h.send_header("Content-Type", "application/json")
     h.send_header("Content-Length", str(len(body)))
@@ -83,39 +97,45 @@ def peak_rss(pid: int) -> int:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
-def trigger_secret(name: str, url: str) -> dict[str, Any]:
-    value = json.dumps({"url": url, "token": "glptt-tenant-attack-token", "ref": "main"})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {"trigger": value},
+def trigger_secret(urls: dict[str, str], name: str = TRIGGER_SECRET) -> dict[str, Any]:
+    """One Secret, one trigger per key (the key is the ModelService's name)."""
+    data = {
+        key: json.dumps({"url": url, "token": "glptt-tenant-attack-token", "ref": "main"})
+        for key, url in urls.items()
     }
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
 
 
 def modelservice(name: str, secret: str | None = None) -> dict[str, Any]:
     drift: dict[str, Any] = {"windowSize": 50, "checkEvery": 25}
     if secret is not None:
-        drift |= {
-            "action": "retrain",
-            "retrain": {"triggerSecretRef": {"name": secret, "key": "trigger"}, "cooldown": "1h"},
-        }
+        ref = {"name": secret, "key": name}
+        drift |= {"action": "retrain", "retrain": {"triggerSecretRef": ref, "cooldown": "1h"}}
     return example(name, drift=drift)
 
 
 @dataclass
 class Attack:
     kube: Kube
+    other: Kube  # the second served namespace, not opted in to trigger reads
     operator: OperatorProcess
+    user: str  # the operator's ServiceAccount, as `--as` takes it
     elsewhere: FakeServer  # where the redirect points
     internal: FakeServer  # the internal endpoint outside the prefixes
 
     def drift_condition(self, name: str) -> dict[str, Any]:
         return self.kube.condition(name, "DriftDetected") or {}
 
-    def drift_status(self, name: str) -> dict[str, Any]:
-        ms = self.kube.get("modelservice", name) or {}
+    def drift_status(self, name: str, kube: Kube | None = None) -> dict[str, Any]:
+        ms = (kube or self.kube).get("modelservice", name) or {}
         return dict((ms.get("status") or {}).get("drift") or {})
+
+    def retrain_outcome(self, name: str, kube: Kube | None = None) -> dict[str, Any]:
+        return wait_for(
+            f"{name}: lastRetrainOutcome",
+            lambda: (s := self.drift_status(name, kube)).get("lastRetrainOutcome") and s,
+            60,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +143,28 @@ def attack(
     cluster: Any,
     modelservice_crd: None,
     operator_process: OperatorProcess,
+    helm: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Attack]:
     # The session's cluster-wide operator would share Kopf's annotations with this one.
     operator_process.stop()
     try:
-        yield from _attack(cluster, tmp_path_factory)
+        yield from _attack(cluster, helm, tmp_path_factory)
     finally:
         operator_process.start()
 
 
-def _attack(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
-    namespace = f"tenant-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", namespace)
+def _attack(cluster: Any, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
+    suffix = uuid.uuid4().hex[:6]
+    namespace, other = f"tenant-{suffix}", f"tenant2-{suffix}"
+    for name in (namespace, other):
+        cluster.kubectl("create", "namespace", name)
     kube = Kube(cluster, namespace)
+    user, kubeconfig = install_chart_identity(
+        cluster, helm, f"attacked-{suffix}", f"attacked-{suffix}",
+        "--set-string", f"settings.namespaces={namespace}\\,{other}",
+        "--set", f"rbac.retrainNamespaces={{{namespace}}}",
+    )  # fmt: skip
 
     with (
         raw_server(runtimes) as runtime,
@@ -152,11 +180,11 @@ def _attack(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
         with raw_server(redirect) as gitlab:
             operator = OperatorProcess(
-                kubeconfig=install_operator_identity(cluster),
+                kubeconfig=kubeconfig,
                 log_path=tmp_path_factory.mktemp("attack") / "operator.log",
                 env={
                     **cluster.env,
-                    "AIOPS_OPERATOR_NAMESPACES": namespace,
+                    "AIOPS_OPERATOR_NAMESPACES": f"{namespace},{other}",
                     "AIOPS_OPERATOR_FIELD_MANAGER": "aiops-operator-attacked",
                     "AIOPS_OPERATOR_METRICS_PORT": "0",
                     "AIOPS_OPERATOR_DRIFT_URL_PATTERN": f"{runtime.base}/{{namespace}}/{{name}}",
@@ -167,21 +195,32 @@ def _attack(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 },
             )
             operator.start()
+            allowed = f"{gitlab.base}/api/v4/projects/1/trigger/pipeline"
+            second = Kube(cluster, other)
             try:
-                kube.apply(trigger_secret("redirecting", f"{gitlab.base}/api/v4/projects/1/"
-                                          "trigger/pipeline"))  # fmt: skip
-                kube.apply(trigger_secret("outside", f"{internal.base}/api/v4/projects/1/admin"))
+                kube.apply(trigger_secret({
+                    "redirecting": allowed,
+                    "outside": f"{internal.base}/api/v4/projects/1/admin",
+                }))  # fmt: skip
+                kube.apply(trigger_secret({"wrong-secret": allowed}, name="gitlab-trigger"))
+                second.apply(trigger_secret({"forbidden": allowed}))
                 kube.apply(modelservice("bomb"))
-                kube.apply(modelservice("redirecting", secret="redirecting"))
-                kube.apply(modelservice("outside", secret="outside"))
+                kube.apply(modelservice("redirecting", secret=TRIGGER_SECRET))
+                kube.apply(modelservice("outside", secret=TRIGGER_SECRET))
+                kube.apply(modelservice("wrong-secret", secret="gitlab-trigger"))
                 kube.apply(modelservice("neighbour"))
-                yield Attack(kube, operator, elsewhere, internal)
+                second.apply(modelservice("forbidden", secret=TRIGGER_SECRET))
+                yield Attack(kube, second, operator, user, elsewhere, internal)
             finally:
-                for name in ("bomb", "redirecting", "outside", "neighbour"):
-                    kube.kubectl("delete", "modelservice", name, "--timeout=30s", check=False)
+                for k in (kube, second):
+                    k.kubectl("delete", "modelservice", "--all", "--timeout=30s", check=False)
                 operator.stop()
-                cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-                denials = rbac_denials(operator.log_text())
+                for name in (namespace, other):
+                    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+                denials = [  # the one 403 expected: the namespace that did not opt in
+                    d for d in rbac_denials(operator.log_text())
+                    if "TriggerSecretForbidden" not in d
+                ]  # fmt: skip
                 assert not denials, "RBAC denials:\n" + "\n".join(denials[:5])
 
 
@@ -233,3 +272,82 @@ def test_a_trigger_outside_the_allowed_prefixes_is_never_called(attack: Attack) 
         "get", "events", "-o", "json", "--field-selector", "reason=RetrainFailed"
     ).stdout
     assert "TriggerURLNotAllowed" in events
+
+
+def test_a_secret_other_than_the_allowed_name_is_not_read(attack: Attack) -> None:
+    status = attack.retrain_outcome("wrong-secret")
+    assert status["lastRetrainOutcome"] == "Failed"
+    assert status["lastRetrainMessage"].startswith("TriggerSecretNotAllowed:")
+    assert TRIGGER_SECRET in status["lastRetrainMessage"]
+
+
+def test_a_namespace_that_did_not_opt_in_gets_a_reason_not_a_retry_storm(attack: Attack) -> None:
+    status = attack.retrain_outcome("forbidden", attack.other)
+    assert status["lastRetrainOutcome"] == "Failed"
+    assert status["lastRetrainMessage"].startswith("TriggerSecretForbidden:")
+    assert "retrain-trigger" in status["lastRetrainMessage"]
+    attempts = attack.operator.log_text().count("retrain trigger failed")
+    # The runtime reports a new drift event on every read (each second): the cooldown holds
+    # every further attempt back, whatever the failure.
+    reads = FORBIDDEN_READS[0]
+    wait_for("three more drift events", lambda: FORBIDDEN_READS[0] >= reads + 3, 15)
+    time.sleep(1)
+    assert (
+        attack.drift_status("forbidden", attack.other)["lastRetrainTime"]
+        == (status["lastRetrainTime"])
+    )
+    assert attack.operator.log_text().count("retrain trigger failed") == attempts
+    skipped = attack.other.kubectl(
+        "get", "events", "-o", "json", "--field-selector", "reason=RetrainSkipped"
+    ).stdout
+    assert json.loads(skipped)["items"]
+
+
+@pytest.mark.parametrize(
+    ("verb", "what", "where", "allowed"),
+    [
+        ("get", "secrets", "kube-system", False),
+        ("list", "secrets", "tenant", False),
+        ("get", f"secrets/{TRIGGER_SECRET}", "tenant", True),
+        ("get", "secrets/gitlab-trigger", "tenant", False),
+        ("get", f"secrets/{TRIGGER_SECRET}", "tenant2", False),
+        ("create", "deployments", "kube-system", False),
+        ("patch", "configmaps", "default", False),
+        ("patch", "deployments", "tenant2", True),
+        ("patch", "modelservices/status", "tenant", True),
+        ("list", "modelservices", "default", False),
+    ],
+)
+def test_the_namespaced_charts_rights_are_these_and_no_more(
+    attack: Attack, verb: str, what: str, where: str, allowed: bool
+) -> None:
+    namespace = {"tenant": attack.kube.namespace, "tenant2": attack.other.namespace}.get(
+        where, where
+    )
+    assert can_i(attack.kube.cluster, attack.user, verb, what, namespace) is allowed
+
+
+def test_the_cluster_wide_chart_reads_no_secret_until_a_namespace_opts_in(
+    cluster: Any, helm: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    release = f"everywhere-{suffix}"
+    user, _ = install_chart_identity(cluster, helm, release, release)
+    team = f"team-{suffix}"
+    cluster.kubectl("create", "namespace", team)
+    try:
+        assert can_i(cluster, user, "patch", "deployments", "kube-system")  # it serves all
+        for namespace in ("kube-system", "default", team):
+            assert not can_i(cluster, user, "get", "secrets", namespace)
+            assert not can_i(cluster, user, "get", f"secrets/{TRIGGER_SECRET}", namespace)
+        # What the README tells a namespace admin to run to opt in.
+        cluster.kubectl(
+            "-n", team, "create", "rolebinding", "aiops-retrain-trigger",
+            f"--clusterrole={release}-aiops-operator-retrain-trigger",
+            f"--serviceaccount={release}:{release}-aiops-operator",
+        )  # fmt: skip
+        assert can_i(cluster, user, "get", f"secrets/{TRIGGER_SECRET}", team)
+        assert not can_i(cluster, user, "get", "secrets/anything-else", team)
+        assert not can_i(cluster, user, "get", f"secrets/{TRIGGER_SECRET}", "default")
+    finally:
+        cluster.kubectl("delete", "namespace", team, release, "--wait=false", check=False)
