@@ -40,7 +40,6 @@ from aiops_operator.reactions import (
     drift_condition,
     drift_status,
     is_new_drift_event,
-    parse_duration,
     parse_time,
     plan_reaction,
     put_condition,
@@ -56,7 +55,7 @@ from aiops_operator.retrain import (
     trigger_pipeline,
 )
 from aiops_operator.settings import OperatorSettings
-from aiops_operator.spec import GROUP, KIND, PLURAL, VERSION, DriftSpec
+from aiops_operator.spec import GROUP, KIND, PLURAL, VERSION, DriftSpec, parse_duration
 from aiops_operator.status import DRIFT_DETECTED, replica_counts
 
 log = logging.getLogger("aiops_operator.drift")

@@ -276,7 +276,14 @@ def render_options(servicemonitor_available: bool) -> RenderOptions:
 def _validate(name: str, spec: dict[str, Any]) -> ModelServiceSpec:
     if len(name) > NAME_MAX_LENGTH:
         raise kopf.PermanentError(f"metadata.name is longer than {NAME_MAX_LENGTH} characters")
-    return ModelServiceSpec.model_validate(dict(spec))
+    ms = ModelServiceSpec.model_validate(dict(spec))
+    if ms.model.format == "joblib" and not STATE.config.allow_joblib:
+        raise kopf.PermanentError(
+            "spec.model.format: joblib runs code from the model file when it loads, so this"
+            " operator refuses it (the platform team allows it with the setting allowJoblib);"
+            " use skops"
+        )
+    return ms
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -288,6 +295,7 @@ async def remember_modelservice(
     key = (namespace or "", name)
     if type == "DELETED":
         STATE.forget(key)
+        operator_metrics.forget(*key)
         return
     facts = {
         "uid": body.metadata.uid,

@@ -48,6 +48,35 @@ RETRAIN_SKIPPED = Counter(
 )
 
 
+# The per-ModelService metrics and their label names, in order.
+PER_MODELSERVICE: tuple[tuple[Counter, tuple[str, ...]], ...] = (
+    (DRIFT_EVENTS, ("namespace", "modelservice", "action")),
+    (RETRAIN_TRIGGERS, ("namespace", "modelservice", "result")),
+    (RETRAIN_SKIPPED, ("namespace", "modelservice")),
+)
+
+
+def forget(namespace: str, modelservice: str) -> int:
+    """Remove every series of one ModelService (it was deleted); returns how many went.
+
+    Without this, each ModelService ever created keeps its series until the operator restarts:
+    a tenant creating and deleting ModelServices would grow the operator's memory and every
+    scrape."""
+    removed = 0
+    for metric, names in PER_MODELSERVICE:
+        seen = {
+            tuple(sample.labels[n] for n in names)
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.labels.get("namespace") == namespace
+            and sample.labels.get("modelservice") == modelservice
+        }
+        for values in seen:
+            metric.remove(*values)
+            removed += 1
+    return removed
+
+
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, kopf.TemporaryError):
         return "temporary"

@@ -12,7 +12,6 @@ No I/O and no clock reads: callers pass `now`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +19,6 @@ from typing import Any
 from aiops_operator.drift_client import DriftReadError, DriftReading
 from aiops_operator.status import DRIFT_DETECTED
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 ERROR_REASONS = {
     "unreachable": "RuntimeUnreachable",
     "http": "DriftEndpointError",
@@ -34,19 +31,6 @@ FAILED = "Failed"
 # Longest message the loop writes into status (the CRD allows 32768 in a condition, 1024 in
 # lastRetrainMessage); the texts are built here, so this only guards against a surprise.
 STATUS_TEXT_MAX = 1024
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as 90s, 30m, 1h30m or 500ms (spec.drift.retrain.cooldown)."""
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration like 90s, 30m or 1h")
-    return total
 
 
 def parse_time(text: str | None) -> datetime | None:

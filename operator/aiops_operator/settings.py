@@ -100,6 +100,11 @@ class OperatorSettings(BaseSettings):
         description="The one Secret name a retrain trigger is read from, in each ModelService's"
         " namespace; the chart's retrain-trigger ClusterRole grants get of this name only.",
     )
+    allow_joblib: bool = Field(
+        default=False,
+        description="Serve ModelServices with model.format joblib (pickle: loading runs code"
+        " from the file); off, they are Degraded with reason InvalidSpec.",
+    )
     metrics_port: int = Field(
         default=8081,
         ge=0,

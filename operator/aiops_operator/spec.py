@@ -63,6 +63,23 @@ Quantity = Annotated[
 ]
 
 
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as 90s, 30m, 1h30m or 500ms (spec.drift.retrain.cooldown)."""
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m or 1h")
+    return total
+
+
 class _Model(BaseModel):
     """Shared config: camelCase names as in Kubernetes, unknown fields rejected."""
 
@@ -71,6 +88,11 @@ class _Model(BaseModel):
 
 PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$"
 PVC_URI_RULE = f"!self.uri.startsWith('pvc://') || self.uri.matches('{PVC_URI_PATTERN}')"
+# A path inside a claim stays inside it: no `..` segment (RE2 has no lookahead: a rule of its own).
+DOT_DOT_SEGMENT = r"/[.][.](/|$)"
+PVC_DOT_DOT_RULE = f"!self.uri.startsWith('pvc://') || !self.uri.matches('{DOT_DOT_SEGMENT}')"
+# Least cooldown between two retrain triggers: a tenant cannot make the operator hammer CI.
+COOLDOWN_FLOOR = "5m"
 
 
 class ArtifactRef(_Model):
@@ -83,7 +105,12 @@ class ArtifactRef(_Model):
                     "rule": PVC_URI_RULE,
                     "message": "uri: a pvc URI looks like pvc://<claim>/<path inside the claim>",
                     "fieldPath": ".uri",
-                }
+                },
+                {
+                    "rule": PVC_DOT_DOT_RULE,
+                    "message": "uri: a pvc path must not contain a '..' segment",
+                    "fieldPath": ".uri",
+                },
             ]
         }
     )
@@ -96,6 +123,8 @@ class ArtifactRef(_Model):
     def _pvc_shape(cls, uri: str) -> str:
         if uri.startswith("pvc://") and not re.match(PVC_URI_PATTERN, uri):
             raise ValueError("a pvc URI looks like pvc://<claim>/<path inside the claim>")
+        if uri.startswith("pvc://") and re.search(DOT_DOT_SEGMENT, uri):
+            raise ValueError("a pvc path must not contain a '..' segment")
         return uri
 
 
@@ -170,6 +199,18 @@ class SecretKeyRef(_Model):
 class RetrainSpec(_Model):
     """How to trigger the retraining pipeline when drift is detected (action: retrain)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"duration(self.cooldown) >= duration('{COOLDOWN_FLOOR}')",
+                    "message": f"retrain.cooldown must be at least {COOLDOWN_FLOOR}",
+                    "fieldPath": ".cooldown",
+                }
+            ]
+        }
+    )
+
     trigger_secret_ref: SecretKeyRef = Field(
         ...,
         alias="triggerSecretRef",
@@ -177,8 +218,18 @@ class RetrainSpec(_Model):
     )
     cooldown: Duration = Field(
         "1h",
-        description="Least time between two triggers (e.g. 30m, 1h); drift storms trigger once.",
+        description="Least time between two triggers (e.g. 30m, 1h; at least 5m); drift storms"
+        " trigger once.",
     )
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown_floor(cls, cooldown: str) -> str:
+        if re.fullmatch(DURATION_PATTERN, cooldown) and (
+            parse_duration(cooldown) < parse_duration(COOLDOWN_FLOOR)
+        ):
+            raise ValueError(f"retrain.cooldown must be at least {COOLDOWN_FLOOR}")
+        return cooldown
 
 
 class DriftSpec(_Model):

@@ -295,3 +295,14 @@ def test_the_token_appears_in_no_log_event_status_or_metric(loop: Loop) -> None:
     assert loop.token not in loop.kubectl("get", "events", "-o", "json")
     assert loop.token not in loop.kubectl("get", "modelservice", NAME, "-o", "json")
     assert loop.token not in loop.metrics()
+
+
+def test_deleting_the_modelservice_removes_its_metric_series(loop: Loop) -> None:
+    ref = {"namespace": NAMESPACE, "modelservice": NAME}
+    assert metric(loop.metrics(), "aiops_operator_drift_events_total", **ref) >= 1
+    loop.kubectl("delete", "modelservice", NAME, "--timeout=60s")
+    wait_for(
+        "its series to leave the operator's /metrics",
+        lambda: f'modelservice="{NAME}",namespace="{NAMESPACE}"' not in loop.metrics(),
+        30,
+    )

@@ -222,7 +222,13 @@ def test_a_deleted_runtime_pod_is_replaced_and_ready_returns(runbook: Runbook) -
 
 
 def test_deleting_the_modelservice_removes_everything(runbook: Runbook) -> None:
-    runbook.kubectl("delete", "modelservice", NAME, "--timeout=60s")
+    deleted = runbook.kubectl("delete", "modelservice", NAME, "--timeout=60s", check=False)
+    if deleted.returncode != 0:
+        logs = runbook.cluster.kubectl(
+            "-n", OPERATOR_NAMESPACE, "logs", "deployment/aiops-operator", "--tail=40", check=False
+        ).stdout  # fmt: skip
+        left = runbook.kubectl("get", "modelservice", NAME, "-o", "yaml", check=False).stdout
+        raise AssertionError(f"the ModelService was not deleted: {deleted.stderr}\n{left}\n{logs}")
 
     def gone() -> bool:
         selector = f"app.kubernetes.io/instance={NAME}"

@@ -81,3 +81,18 @@ def test_drift_and_retrain_counters_are_exposed(metrics_url: str) -> None:
 
 def test_port_zero_serves_nothing() -> None:
     assert metrics.serve(0, registry=CollectorRegistry()) is None
+
+
+def test_a_deleted_modelservices_series_are_removed_and_only_its_own(metrics_url: str) -> None:
+    for ms in ("gone", "stays"):
+        metrics.DRIFT_EVENTS.labels(namespace="ns2", modelservice=ms, action="alert").inc()
+        metrics.RETRAIN_TRIGGERS.labels(namespace="ns2", modelservice=ms, result="sent").inc()
+        metrics.RETRAIN_SKIPPED.labels(namespace="ns2", modelservice=ms).inc()
+    metrics.RETRAIN_SKIPPED.labels(namespace="other", modelservice="gone").inc()
+
+    assert metrics.forget("ns2", "gone") == 3
+    text = "\n".join(k for k in scrape(metrics_url) if "_total{" in k)
+    assert 'modelservice="gone",namespace="ns2"' not in text
+    assert text.count('modelservice="stays",namespace="ns2"') == 3
+    assert 'modelservice="gone",namespace="other"' in text
+    assert metrics.forget("ns2", "gone") == 0

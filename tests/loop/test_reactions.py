@@ -12,11 +12,11 @@ from aiops_operator.reactions import (
     drift_condition,
     drift_status,
     is_new_drift_event,
-    parse_duration,
     plan_reaction,
     put_condition,
     set_condition,
 )
+from aiops_operator.spec import parse_duration
 
 T0 = "2026-01-01T10:00:00.000Z"
 T1 = "2026-01-01T10:05:00.500Z"
