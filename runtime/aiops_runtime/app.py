@@ -533,6 +533,10 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
         summary="Scores breast-cancer feature vectors with a verified scikit-learn model.",
         version="0.1.0",
         lifespan=lifespan,
+        # Off unless API_DOCS: they would describe the API to anyone who can reach the pod.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.state.runtime = state
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -4,6 +4,14 @@ Order matters for safety: bytes are fetched completely, their digest is compared
 one, and only then are they parsed. skops archives are audited against ``TRUSTED_TYPES``, a list
 this module owns (never the list recorded in the artifact). joblib/pickle artifacts execute code
 when loaded and are refused unless ``MODEL_ALLOW_PICKLE`` is true.
+
+Downloads are bounded: at most ``MODEL_MAX_BYTES`` / ``REFERENCE_MAX_BYTES`` (a larger
+Content-Length is refused before reading), all of them under one total deadline
+(``DOWNLOAD_TIMEOUT_S``), hashed while they stream. A redirect may not change the scheme
+(https to http would expose the body and the credentials), and the Authorization header
+(``MODEL_AUTHORIZATION``, from a Secret) is not sent to another host. URIs are shown only
+redacted (``redact_uri``: no credentials, no query, no fragment) in every message and log line:
+presigned URLs carry their signature in the query.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ import hmac
 import io
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,33 +115,145 @@ class LoadedArtifacts:
     reference: np.ndarray | None
 
 
-def fetch_bytes(uri: str, timeout_s: float) -> bytes:
-    """Read a file:// or http(s):// URI (or a plain path) completely into memory."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(uri, timeout=timeout_s) as resp:
-                return bytes(resp.read())
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ArtifactError("fetch_failed", f"cannot fetch {uri}: {exc}") from exc
-    if parsed.scheme in ("file", ""):
-        path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else uri)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ArtifactError("fetch_failed", f"cannot read {uri}: {exc.strerror}") from exc
-    raise ArtifactError("unsupported_uri", f"unsupported URI scheme {parsed.scheme!r} in {uri}")
+CHUNK = 1024 * 1024
+STALL_S = 10.0  # longest wait for the next bytes of a download (and to connect)
 
 
-def verify_digest(data: bytes, expected: str, uri: str) -> str:
-    """Return the sha256 of ``data``; raise ArtifactError when it differs from ``expected``."""
-    actual = hashlib.sha256(data).hexdigest()
-    wanted = expected.strip().lower().removeprefix("sha256:")
+def redact_uri(uri: str) -> str:
+    """`uri` without userinfo, query and fragment: what messages and logs may show."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.scheme:
+        return uri
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    hidden = " [query hidden]" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
+
+
+class _SameSchemeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only within one scheme; drop Authorization when the host changes."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if new.scheme != old.scheme:
+            raise ArtifactError(
+                "fetch_failed",
+                f"{redact_uri(req.full_url)} redirects from {old.scheme} to {new.scheme};"
+                " refusing to follow",
+            )
+        redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if redirected is not None and new.hostname != old.hostname:
+            redirected.remove_header("Authorization")
+        return redirected
+
+
+_OPENER = urllib.request.build_opener(_SameSchemeRedirects)
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self, uri: str) -> float:
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise ArtifactError(
+                "fetch_failed",
+                f"downloading {redact_uri(uri)} took longer than {self.seconds:g}s"
+                " (DOWNLOAD_TIMEOUT_S, for all artifacts together)",
+            )
+        return remaining
+
+
+def _http_chunks(
+    uri: str, deadline: _Deadline, max_bytes: int, authorization: str
+) -> Iterator[bytes]:
+    headers = {"Authorization": authorization} if authorization else {}
+    request = urllib.request.Request(uri, headers=headers)
+    try:
+        with _OPENER.open(request, timeout=min(STALL_S, deadline.left(uri))) as resp:
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ArtifactError(
+                    "too_large",
+                    f"{redact_uri(uri)} is {declared} bytes, more than the {max_bytes} allowed",
+                )
+            # read1: at most one socket read (each within STALL_S), so the deadline is checked
+            # between reads however slowly the server drips its bytes.
+            while chunk := resp.read1(CHUNK):
+                deadline.left(uri)
+                yield chunk
+    except ArtifactError:
+        raise
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or exc
+        raise ArtifactError(
+            "fetch_failed", f"cannot fetch {redact_uri(uri)}: {_no_uri(reason, uri)}"
+        ) from None
+
+
+def _no_uri(reason: Any, uri: str) -> str:
+    """An error text with the full URI (and its credentials or query) taken out."""
+    return str(reason).replace(uri, redact_uri(uri))
+
+
+def _file_chunks(uri: str, deadline: _Deadline, max_bytes: int) -> Iterator[bytes]:
+    parsed = urllib.parse.urlsplit(uri)
+    path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else uri)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ArtifactError(
+                "too_large", f"{uri} is {size} bytes, more than the {max_bytes} allowed"
+            )
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                deadline.left(uri)
+                yield chunk
+    except OSError as exc:
+        raise ArtifactError("fetch_failed", f"cannot read {uri}: {exc.strerror}") from None
+
+
+def fetch_verified(
+    source: ArtifactSource, deadline: _Deadline, max_bytes: int, authorization: str = ""
+) -> tuple[bytes, str]:
+    """Stream `source` (file://, a plain path or http(s)://) into memory while hashing it; raise
+    ArtifactError past `max_bytes`, past the deadline, or when the digest is not the expected
+    one. Returns the bytes and their sha256."""
+    scheme = urllib.parse.urlsplit(source.uri).scheme
+    if scheme in ("http", "https"):
+        chunks = _http_chunks(source.uri, deadline, max_bytes, authorization)
+    elif scheme in ("file", ""):
+        chunks = _file_chunks(source.uri, deadline, max_bytes)
+    else:
+        raise ArtifactError(
+            "unsupported_uri",
+            f"unsupported URI scheme {scheme!r} in {redact_uri(source.uri)}",
+        )
+    digest, body = hashlib.sha256(), bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > max_bytes:
+            raise ArtifactError(
+                "too_large",
+                f"{redact_uri(source.uri)} is longer than the {max_bytes} bytes allowed",
+            )
+        digest.update(chunk)
+    actual = digest.hexdigest()
+    _check_digest(actual, source)
+    return bytes(body), actual
+
+
+def _check_digest(actual: str, source: ArtifactSource) -> None:
+    wanted = source.sha256.strip().lower().removeprefix("sha256:")
     if not hmac.compare_digest(actual, wanted):
         raise ArtifactError(
-            "digest_mismatch", f"sha256 of {uri} is {actual}, expected {wanted}; refusing to load"
+            "digest_mismatch",
+            f"sha256 of {redact_uri(source.uri)} is {actual}, expected {wanted}; refusing to load",
         )
-    return actual
 
 
 def skops_types(data: bytes) -> set[str]:
@@ -198,17 +320,39 @@ def describe_model(estimator: Any, sha256: str, model_format: str, uri: str) -> 
     )
 
 
-def parse_reference(data: bytes, n_features: int) -> np.ndarray:
-    """Load a verified .npy reference sample as float64 with shape (rows, n_features)."""
+def parse_reference(data: bytes, n_features: int, max_rows: int) -> np.ndarray:
+    """Load a verified .npy reference sample as float64 with shape (rows, n_features).
+
+    The header is read first: a wrong shape or dtype is refused before any array is built. A
+    sample longer than `max_rows` is cut to `max_rows` rows drawn with a fixed seed (the
+    detectors' memory grows with the square of the rows), and the runtime says so in its log.
+    """
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(data)
+    try:
+        version = npy.read_magic(stream)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+    except ValueError as exc:
+        raise ArtifactError("invalid_reference", f"reference is not a plain .npy: {exc}") from None
+    if len(shape) != 2 or shape[1] != n_features or shape[0] < 2:
+        raise ArtifactError(
+            "invalid_reference", f"reference has shape {shape}, expected (rows >= 2, {n_features})"
+        )
+    if dtype.kind not in "fiu":
+        raise ArtifactError("invalid_reference", f"reference dtype {dtype} is not numeric")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise ArtifactError("invalid_reference", f"reference is not a plain .npy: {exc}") from exc
-    if array.ndim != 2 or array.shape[1] != n_features or array.shape[0] < 2:
-        raise ArtifactError(
-            "invalid_reference",
-            f"reference has shape {array.shape}, expected (rows >= 2, {n_features})",
+    if array.shape[0] > max_rows:
+        rows = np.sort(np.random.default_rng(0).choice(array.shape[0], max_rows, replace=False))
+        log.warning(
+            "reference sample cut to REFERENCE_MAX_ROWS rows",
+            extra={"rows": int(array.shape[0]), "kept": max_rows, "seed": 0},
         )
+        array = array[rows]
     array = np.ascontiguousarray(array, dtype=np.float64)
     if not np.isfinite(array).all():
         raise ArtifactError("invalid_reference", "reference contains non-finite values")
@@ -261,16 +405,17 @@ def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
 def load_artifacts(settings: RuntimeSettings) -> LoadedArtifacts:
     """Fetch, verify and load the configured model and reference (blocking; run off the loop)."""
     plan = plan_from_settings(settings)
-    timeout = settings.download_timeout_s
-    model_bytes = fetch_bytes(plan.model.uri, timeout)
-    digest = verify_digest(model_bytes, plan.model.sha256, plan.model.uri)
+    deadline = _Deadline(settings.download_timeout_s)
+    auth = settings.model_authorization
+    model_bytes, digest = fetch_verified(plan.model, deadline, settings.model_max_bytes, auth)
     reference_bytes = None
     if plan.reference is not None:
-        reference_bytes = fetch_bytes(plan.reference.uri, timeout)
-        verify_digest(reference_bytes, plan.reference.sha256, plan.reference.uri)
+        reference_bytes, _ = fetch_verified(
+            plan.reference, deadline, settings.reference_max_bytes, auth
+        )
     estimator = deserialize_model(model_bytes, plan.model_format, settings.model_allow_pickle)
-    model = describe_model(estimator, digest, plan.model_format, plan.model.uri)
+    model = describe_model(estimator, digest, plan.model_format, redact_uri(plan.model.uri))
     reference = None
     if reference_bytes is not None:
-        reference = parse_reference(reference_bytes, model.n_features)
+        reference = parse_reference(reference_bytes, model.n_features, settings.reference_max_rows)
     return LoadedArtifacts(model=model, reference=reference)

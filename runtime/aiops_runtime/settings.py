@@ -79,9 +79,30 @@ class RuntimeSettings(BaseSettings):
     reference_uri: str = Field("", description="Reference sample (.npy) for drift detection.")
     reference_sha256: str = Field("", description="Expected sha256 of the reference sample.")
     download_timeout_s: float = Field(
-        30.0, gt=0, description="Timeout for fetching http(s) artifacts."
+        120.0, gt=0, description="Deadline for fetching the model and reference, together."
+    )
+    model_max_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1, description="Largest model artifact fetched, in bytes."
+    )
+    reference_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Largest reference sample fetched, in bytes."
+    )
+    reference_max_rows: int = Field(
+        2000,
+        ge=2,
+        description="Most reference rows kept (more are sampled with seed 0): detector memory"
+        " grows with the square of the rows.",
+    )
+    model_authorization: str = Field(
+        "",
+        repr=False,
+        description="Authorization header sent with http(s) artifact downloads (from a Secret;"
+        " never to another host on a redirect).",
     )
 
+    api_docs: bool = Field(
+        False, description="Serve /docs, /redoc and /openapi.json (off: nobody is shown the API)."
+    )
     max_batch_size: int = Field(
         1000, ge=1, le=100_000, description="Most rows one /predict request may carry."
     )

@@ -65,7 +65,7 @@ async def client(make_settings: Callable[..., RuntimeSettings]) -> AsyncIterator
 def live_server(example_model_dir: Path) -> Iterator[LiveServer]:
     """A real HTTP server on the trained model (drift off), shared by a module's tests."""
     settings = RuntimeSettings(
-        model_dir=example_model_dir, drift_enabled=False, log_summary_interval_s=0
+        model_dir=example_model_dir, drift_enabled=False, log_summary_interval_s=0, api_docs=True
     )
     with LiveServer(settings) as server:
         yield server

@@ -323,11 +323,18 @@ async def test_drift_endpoint_says_disabled(client: httpx.AsyncClient) -> None:
     assert response.json()["enabled"] is False
 
 
-async def test_openapi_documents_the_predict_body(client: httpx.AsyncClient) -> None:
-    spec = (await client.get("/openapi.json")).json()
+async def test_api_docs_are_off_by_default(client: httpx.AsyncClient) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert (await client.get(path)).status_code == 404, path
+
+
+async def test_openapi_documents_the_predict_body(make_settings: Any) -> None:
+    async with app_client(make_settings(api_docs=True)) as client:
+        spec = (await client.get("/openapi.json")).json()
+        docs = (await client.get("/docs")).status_code
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) == {"features", "instances"}
     assert {"200", "400", "413", "415", "422", "503"} <= set(
         spec["paths"]["/predict"]["post"]["responses"]
     )
-    assert (await client.get("/docs")).status_code == 200
+    assert docs == 200
