@@ -19,6 +19,8 @@ def _run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"namespaces": ",".join(args.namespace)})
     if args.liveness is not None:
         config = config.model_copy(update={"liveness_endpoint": args.liveness})
+    # Resolved once: the namespace whose pods (this operator) the NetworkPolicies let in.
+    config = config.model_copy(update={"operator_namespace": config.own_namespace()})
     handlers.STATE.config = config
     drift_handlers.register(config)
     log_format = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}.get(

@@ -270,6 +270,9 @@ def render_options(servicemonitor_available: bool) -> RenderOptions:
         uid=config.runtime_uid,
         progress_deadline_seconds=config.progress_deadline_seconds,
         servicemonitor_available=servicemonitor_available,
+        network_policies=config.network_policies,
+        operator_namespace=config.operator_namespace,
+        monitoring_namespace=config.monitoring_namespace,
     )
 
 

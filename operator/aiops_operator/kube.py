@@ -20,6 +20,7 @@ PLURALS = {
     "ConfigMap": "configmaps",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "ServiceMonitor": "servicemonitors",
+    "NetworkPolicy": "networkpolicies",
     "ModelService": "modelservices",
 }
 

@@ -41,7 +41,9 @@ SERVICE = ("v1", "Service")
 CONFIGMAP = ("v1", "ConfigMap")
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
 SERVICEMONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
-CHILD_KINDS = (DEPLOYMENT, SERVICE, CONFIGMAP, HPA, SERVICEMONITOR)
+NETWORKPOLICY = ("networking.k8s.io/v1", "NetworkPolicy")
+CHILD_KINDS = (DEPLOYMENT, SERVICE, CONFIGMAP, HPA, SERVICEMONITOR, NETWORKPOLICY)
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class RenderOptions:
     uid: int = 10001
     progress_deadline_seconds: int = 600
     servicemonitor_available: bool = False
+    network_policies: bool = True
+    operator_namespace: str = ""  # "" when unknown (outside a cluster): no operator peer
+    monitoring_namespace: str = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def scrape_mode(spec: ModelServiceSpec, options: RenderOptions) -> str:
     return mode
 
 
-def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, str]]:
+def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, Any]]:
     """The runtime container's environment (names fixed by the runtime's settings.py)."""
     model = spec.model
     env = {
@@ -169,7 +174,16 @@ def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, str]]:
             "DRIFT_CONFIG_FILE": f"{DRIFT_CONFIG_DIR}/{DRIFT_CONFIG_KEY}",
         }
     )
-    return [{"name": k, "value": v} for k, v in env.items()]
+    rendered: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
+    credentials = model.credentials_secret_ref
+    if credentials is not None:  # the kubelet reads the Secret; the operator never does
+        rendered.append(
+            {
+                "name": "MODEL_AUTHORIZATION",
+                "valueFrom": {"secretKeyRef": {"name": credentials.name, "key": credentials.key}},
+            }
+        )
+    return rendered
 
 
 def _volumes(owner: Owner, spec: ModelServiceSpec) -> tuple[list[dict], list[dict]]:
@@ -361,6 +375,32 @@ def build_service_monitor(owner: Owner, spec: ModelServiceSpec) -> dict:
     }
 
 
+def build_network_policy(owner: Owner, spec: ModelServiceSpec, options: RenderOptions) -> dict:
+    """Ingress to the runtime's port only from its own namespace, the operator's (GET /drift),
+    the monitoring namespace (scrapes) and spec.networkPolicy.allowNamespaces. Egress is left
+    open: the runtime downloads its artifacts. Kubelet probes come from the node, which
+    NetworkPolicy implementations let through."""
+    api_version, kind = NETWORKPOLICY
+    namespaces = [options.operator_namespace, options.monitoring_namespace]
+    namespaces += spec.network_policy.allow_namespaces
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]  # every pod of this namespace
+    peers += [
+        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}}
+        for ns in dict.fromkeys(namespaces)  # ordered, without repeats
+        if ns and ns != owner.namespace
+    ]
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
+        },
+    }
+
+
 def build_children(owner: Owner, spec: ModelServiceSpec, options: RenderOptions) -> Children:
     """Every child the ModelService should have, and the optional kinds it should not have."""
     apply = [
@@ -378,6 +418,10 @@ def build_children(owner: Owner, spec: ModelServiceSpec, options: RenderOptions)
         apply.append(build_service_monitor(owner, spec))
     else:
         absent.append(SERVICEMONITOR)
+    if options.network_policies and spec.network_policy.enabled:
+        apply.append(build_network_policy(owner, spec, options))
+    else:
+        absent.append(NETWORKPOLICY)
     return Children(apply=apply, absent=absent)
 
 

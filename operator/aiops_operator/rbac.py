@@ -54,6 +54,13 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
         ["list", "watch", "create", "patch", "delete"],
         "ServiceMonitor when the Prometheus Operator CRD exists",
     ),
+    (
+        ["networking.k8s.io"],
+        ["networkpolicies"],
+        ["list", "watch", "create", "patch", "delete"],
+        "the runtime's NetworkPolicy (ingress from its namespace, the operator's, monitoring);"
+        " deleted when spec.networkPolicy.enabled or the setting turns it off",
+    ),
     ([""], ["events"], ["create"], "Kubernetes Events about ModelServices (Kopf posting)"),
     (
         [""],

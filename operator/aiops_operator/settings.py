@@ -6,10 +6,13 @@ README's table is rendered by `settings_table()` (`aiops-operator settings-table
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AIOPS_OPERATOR_"
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class OperatorSettings(BaseSettings):
@@ -105,12 +108,35 @@ class OperatorSettings(BaseSettings):
         description="Serve ModelServices with model.format joblib (pickle: loading runs code"
         " from the file); off, they are Degraded with reason InvalidSpec.",
     )
+    network_policies: bool = Field(
+        default=True,
+        description="Render a NetworkPolicy per ModelService (unless its spec turns it off);"
+        " false renders none and deletes those rendered before.",
+    )
+    operator_namespace: str = Field(
+        default="",
+        description="Namespace the operator runs in, allowed to reach runtimes for GET /drift;"
+        " empty reads the pod's own (service account mount), else none is allowed.",
+    )
+    monitoring_namespace: str = Field(
+        default="monitoring",
+        description="Namespace whose pods (Prometheus) may scrape the runtimes; empty: none.",
+    )
     metrics_port: int = Field(
         default=8081,
         ge=0,
         le=65535,
         description="Port of the operator's Prometheus /metrics; 0 disables it.",
     )
+
+    def own_namespace(self) -> str:
+        """operator_namespace, else the pod's namespace from its service account mount."""
+        if self.operator_namespace:
+            return self.operator_namespace
+        try:
+            return SA_NAMESPACE_FILE.read_text().strip()
+        except OSError:
+            return ""
 
     def namespace_list(self) -> list[str]:
         """The namespaces to serve, or [] for all of them."""

@@ -86,11 +86,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SecretKeyRef(_Model):
+    """A key of a Secret in the ModelService's namespace."""
+
+    name: str = Field(
+        ..., min_length=1, max_length=253, description="Name of the Secret (same namespace)."
+    )
+    key: str = Field(..., min_length=1, max_length=253, description="Key inside the Secret.")
+
+
 PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$"
 PVC_URI_RULE = f"!self.uri.startsWith('pvc://') || self.uri.matches('{PVC_URI_PATTERN}')"
 # A path inside a claim stays inside it: no `..` segment (RE2 has no lookahead: a rule of its own).
 DOT_DOT_SEGMENT = r"/[.][.](/|$)"
 PVC_DOT_DOT_RULE = f"!self.uri.startsWith('pvc://') || !self.uri.matches('{DOT_DOT_SEGMENT}')"
+# user:password@ in an http(s) URI: credentials belong in a Secret (model.credentialsSecretRef).
+USERINFO_PATTERN = r"^https?://[^/?#]*@"
+USERINFO_MESSAGE = "uri: credentials in a URI leak into logs; use model.credentialsSecretRef"
 # Least cooldown between two retrain triggers: a tenant cannot make the operator hammer CI.
 COOLDOWN_FLOOR = "5m"
 
@@ -111,6 +123,11 @@ class ArtifactRef(_Model):
                     "message": "uri: a pvc path must not contain a '..' segment",
                     "fieldPath": ".uri",
                 },
+                {
+                    "rule": f"!self.uri.matches('{USERINFO_PATTERN}')",
+                    "message": USERINFO_MESSAGE,
+                    "fieldPath": ".uri",
+                },
             ]
         }
     )
@@ -125,6 +142,8 @@ class ArtifactRef(_Model):
             raise ValueError("a pvc URI looks like pvc://<claim>/<path inside the claim>")
         if uri.startswith("pvc://") and re.search(DOT_DOT_SEGMENT, uri):
             raise ValueError("a pvc path must not contain a '..' segment")
+        if re.match(USERINFO_PATTERN, uri):
+            raise ValueError(USERINFO_MESSAGE.removeprefix("uri: "))
         return uri
 
 
@@ -147,6 +166,15 @@ class ModelSpec(ArtifactRef):
         description=(
             "Reference sample (.npy, float64, rows x features) the drift detector compares"
             " live traffic against. Without it the runtime serves without drift detection."
+        ),
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        None,
+        alias="credentialsSecretRef",
+        description=(
+            "Secret key (same namespace) whose value the runtime sends as the Authorization"
+            " header of its http(s) downloads, e.g. `Bearer <token>`. The kubelet reads it;"
+            " the operator never does."
         ),
     )
 
@@ -185,15 +213,6 @@ class AutoscalingSpec(_Model):
         if self.min_replicas > self.max_replicas:
             raise ValueError("autoscaling.minReplicas must be <= autoscaling.maxReplicas")
         return self
-
-
-class SecretKeyRef(_Model):
-    """A key of a Secret in the ModelService's namespace."""
-
-    name: str = Field(
-        ..., min_length=1, max_length=253, description="Name of the Secret (same namespace)."
-    )
-    key: str = Field(..., min_length=1, max_length=253, description="Key inside the Secret.")
 
 
 class RetrainSpec(_Model):
@@ -328,6 +347,32 @@ class MonitoringSpec(_Model):
     interval: Duration = Field("15s", description="Scrape interval, e.g. 15s or 1m.")
 
 
+NamespaceName = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN, max_length=63),
+    Field(description="A namespace name."),
+]
+
+
+class NetworkPolicySpec(_Model):
+    """Who may reach the runtime's port (a NetworkPolicy the operator renders)."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Render the NetworkPolicy: ingress to the runtime's port only from this namespace,"
+            " the operator's (drift reads), the monitoring namespace (scrapes) and"
+            " allowNamespaces. False renders none (the operator setting can turn all off)."
+        ),
+    )
+    allow_namespaces: list[NamespaceName] = Field(
+        default_factory=list,
+        alias="allowNamespaces",
+        max_length=20,
+        description="More namespaces whose pods may call the runtime (e.g. a gateway's).",
+    )
+
+
 class ResourceRequirements(_Model):
     """CPU and memory for the runtime container (plain corev1 ResourceRequirements)."""
 
@@ -392,6 +437,12 @@ class ModelServiceSpec(_Model):
     )
     resources: ResourceRequirements | None = Field(
         None, description="CPU/memory requests and limits of the runtime container."
+    )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=lambda: NetworkPolicySpec.model_validate({}),
+        alias="networkPolicy",
+        description="Ingress to the runtime (a NetworkPolicy).",
+        json_schema_extra={"default": _defaults(NetworkPolicySpec)},
     )
 
     @model_validator(mode="after")

@@ -138,6 +138,18 @@ def test_a_threshold_patch_reaches_the_same_running_container(runbook: Runbook) 
     assert runbook.condition("Ready")["status"] == "True"
 
 
+def test_the_runtime_has_a_network_policy_letting_in_the_operator_and_monitoring(
+    runbook: Runbook,
+) -> None:
+    # Rendered and admitted here; this node's CNI (ptp) enforces no NetworkPolicy.
+    policy = kubectl_json(runbook.cluster, "-n", NAMESPACE, "get", "networkpolicy", NAME)["spec"]
+    (rule,) = policy["ingress"]
+    allowed = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for p in rule["from"] if "namespaceSelector" in p]  # fmt: skip
+    assert allowed == [OPERATOR_NAMESPACE, "monitoring"]  # the operator knows its own namespace
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == NAME
+
+
 def test_a_wrong_sha256_is_never_ready_and_status_names_the_digest_mismatch(
     runbook: Runbook,
 ) -> None:
@@ -232,8 +244,8 @@ def test_deleting_the_modelservice_removes_everything(runbook: Runbook) -> None:
 
     def gone() -> bool:
         selector = f"app.kubernetes.io/instance={NAME}"
-        left = runbook.kubectl("get", "deployment,service,configmap,pods", "-l", selector,
-                               "-o", "name").stdout  # fmt: skip
+        kinds = "deployment,service,configmap,networkpolicy,pods"
+        left = runbook.kubectl("get", kinds, "-l", selector, "-o", "name").stdout
         return not left.strip()
 
     wait_for("the children and pods to go", gone, 90, 0.5)

@@ -40,13 +40,50 @@ def container(s: ModelServiceSpec, **options: Any) -> dict[str, Any]:
 
 
 def env(s: ModelServiceSpec) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(s)["env"]}
+    return {e["name"]: e["value"] for e in container(s)["env"] if "value" in e}
 
 
-def test_default_children_are_deployment_service_and_configmap() -> None:
+def test_default_children_are_deployment_service_configmap_and_network_policy() -> None:
     built = build_children(OWNER, spec(), RenderOptions())
-    assert sorted(m["kind"] for m in built.apply) == ["ConfigMap", "Deployment", "Service"]
+    kinds = sorted(m["kind"] for m in built.apply)
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
     assert ("autoscaling/v2", "HorizontalPodAutoscaler") in built.absent
+
+
+def test_the_network_policy_lets_in_only_the_namespace_operator_monitoring_and_allowed() -> None:
+    s = spec(networkPolicy={"allowNamespaces": ["gateway", "ml", "gateway"]})
+    options = {"operator_namespace": "aiops-system", "monitoring_namespace": "monitoring"}
+    policy = children(s, **options)["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == manifests.selector_labels("breast-cancer")
+    assert policy["policyTypes"] == ["Ingress"]  # egress stays open: artifact downloads
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    names = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+             for p in rule["from"] if "namespaceSelector" in p]  # fmt: skip
+    assert names == ["aiops-system", "monitoring", "gateway"]  # own namespace via podSelector
+    assert {"podSelector": {}} in rule["from"]
+
+
+@pytest.mark.parametrize(("spec_enabled", "setting"), [(False, True), (True, False)])
+def test_the_network_policy_can_be_turned_off_and_is_then_deleted(
+    spec_enabled: bool, setting: bool
+) -> None:
+    s = spec(networkPolicy={"enabled": spec_enabled})
+    built = build_children(OWNER, s, RenderOptions(network_policies=setting))
+    assert "NetworkPolicy" not in [m["kind"] for m in built.apply]
+    assert manifests.NETWORKPOLICY in built.absent
+
+
+def test_download_credentials_come_from_the_secret_through_the_kubelet() -> None:
+    ref = {"name": "model-store", "key": "authorization"}
+    model = {"uri": "https://store.example/m.skops", "sha256": DIGEST, "credentialsSecretRef": ref}
+    (auth,) = [e for e in container(spec(model=model))["env"] if e["name"] == "MODEL_AUTHORIZATION"]
+    assert auth == {"name": "MODEL_AUTHORIZATION", "valueFrom": {"secretKeyRef": ref}}
+
+
+def test_credentials_in_the_uri_are_refused() -> None:
+    with pytest.raises(ValueError, match="credentialsSecretRef"):
+        spec(model={"uri": "https://u:p@store.example/m.skops", "sha256": DIGEST})
 
 
 def test_every_child_is_labelled_and_owned_by_the_modelservice() -> None:

@@ -261,3 +261,16 @@ def test_autoscaling_renders_an_hpa_and_removing_it_deletes_the_hpa(
     kube.kubectl("patch", "msvc", "scaled", "--type", "json", "-p",
                  '[{"op":"remove","path":"/spec/autoscaling"}]')  # fmt: skip
     wait_for("the HPA deleted", lambda: kube.get("hpa", "scaled") is None, 15)
+
+
+def test_a_joblib_model_is_refused_unless_the_platform_allows_it(
+    kube: Kube, operator_process: OperatorProcess
+) -> None:
+    model = {**example()["spec"]["model"], "uri": "file:///models/m.joblib", "format": "joblib"}
+    kube.apply(example("pickled", model=model))
+    degraded = wait_for(
+        "Degraded=True", lambda: kube.condition_where("pickled", "Degraded", status="True"), 15
+    )
+    assert degraded["reason"] == "InvalidSpec"
+    assert "allowJoblib" in degraded["message"]
+    assert kube.get("deployment", "pickled") is None  # nothing of it runs

@@ -351,16 +351,3 @@ def test_the_cluster_wide_chart_reads_no_secret_until_a_namespace_opts_in(
         assert not can_i(cluster, user, "get", f"secrets/{TRIGGER_SECRET}", "default")
     finally:
         cluster.kubectl("delete", "namespace", team, release, "--wait=false", check=False)
-
-
-def test_a_joblib_model_is_refused_unless_the_platform_allows_it(
-    kube: Kube, operator_process: OperatorProcess
-) -> None:
-    model = {**example()["spec"]["model"], "uri": "file:///models/m.joblib", "format": "joblib"}
-    kube.apply(example("pickled", model=model))
-    degraded = wait_for(
-        "Degraded=True", lambda: kube.condition_where("pickled", "Degraded", status="True"), 15
-    )
-    assert degraded["reason"] == "InvalidSpec"
-    assert "allowJoblib" in degraded["message"]
-    assert kube.get("deployment", "pickled") is None  # nothing of it runs
