@@ -21,7 +21,7 @@ from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
 from aiops_runtime.app import encode_prediction, new_request_id, read_predict_rows
-from aiops_runtime.cli import SERVER_OPTIONS
+from aiops_runtime.cli import server_options
 from aiops_runtime.errors import ApiError, error_response
 from aiops_runtime.settings import RuntimeSettings
 
@@ -68,7 +68,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
     uvicorn.run(
-        create_floor_app(RuntimeSettings()), host="127.0.0.1", port=args.port, **SERVER_OPTIONS
+        create_floor_app(RuntimeSettings()),
+        host="127.0.0.1",
+        port=args.port,
+        **server_options(RuntimeSettings()),
     )
 
 

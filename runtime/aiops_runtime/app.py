@@ -349,31 +349,40 @@ def start_with_nice(start: Callable[[], None], nice: int) -> None:
         raise error[0]
 
 
-def _start_drift(state: RuntimeState, reference: np.ndarray | None) -> None:
-    """Start the drift monitor (and its config watcher) when enabled and a reference exists."""
-    settings = state.settings
+def _build_drift(settings: RuntimeSettings, reference: np.ndarray | None) -> Any:
+    """The drift monitor, or a {enabled: False, reason} status (blocking: the detectors precompute
+    on the reference; run off the event loop)."""
     if not settings.drift_enabled:
-        state.drift_status = {"enabled": False, "reason": "DRIFT_ENABLED is false"}
-        return
+        return {"enabled": False, "reason": "DRIFT_ENABLED is false"}
     if reference is None:
-        state.drift_status = {"enabled": False, "reason": "no reference sample configured"}
         log.warning("drift detection is off: no reference sample configured")
-        return
+        return {"enabled": False, "reason": "no reference sample configured"}
     try:
         from aiops_runtime.drift import DriftMonitor
 
-        monitor = DriftMonitor(
+        return DriftMonitor(
             reference, settings.initial_drift_config(), model_name=settings.model_name
         )
-        start_with_nice(monitor.start, settings.drift_worker_nice)
     except Exception as exc:  # a drift failure must not take predictions down with it
+        log.exception("drift detection is off: the monitor failed to start")
+        return {"enabled": False, "reason": f"drift monitor failed: {exc}"}
+
+
+def _start_drift(state: RuntimeState, monitor: Any) -> None:
+    """Start the drift monitor (and its config watcher) built by `_build_drift`."""
+    if isinstance(monitor, dict):
+        state.drift_status = monitor
+        return
+    try:
+        start_with_nice(monitor.start, state.settings.drift_worker_nice)
+    except Exception as exc:
         state.drift_status = {"enabled": False, "reason": f"drift monitor failed: {exc}"}
         log.exception("drift detection is off: the monitor failed to start")
         return
     state.drift = monitor
     state.drift_feed = DriftFeed(monitor, asyncio.get_running_loop())
-    if settings.drift_config_file is not None:
-        _watch_drift_config(state, monitor, settings.drift_config_file)
+    if state.settings.drift_config_file is not None:
+        _watch_drift_config(state, monitor, state.settings.drift_config_file)
 
 
 def _watch_drift_config(state: RuntimeState, monitor: Any, path: Path) -> None:
@@ -388,7 +397,7 @@ def _watch_drift_config(state: RuntimeState, monitor: Any, path: Path) -> None:
         log.exception("drift config file is not followed", extra={"path": str(path)})
 
 
-def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
+def _become_ready(state: RuntimeState, loaded: LoadedArtifacts, drift: Any) -> None:
     model = loaded.model
     state.model = model
     probe = loaded.reference if loaded.reference is not None else default_probe(model.n_features)
@@ -401,7 +410,7 @@ def _become_ready(state: RuntimeState, loaded: LoadedArtifacts) -> None:
         direct_below_s=state.settings.batch_direct_below_us / 1e6,
     )
     state.batcher.start()
-    _start_drift(state, loaded.reference)
+    _start_drift(state, drift)
     metrics.MODEL_INFO.info(
         {
             "name": state.settings.model_name,
@@ -434,6 +443,7 @@ async def _load(state: RuntimeState) -> None:
     """Load the artifacts off the event loop; on failure stay not ready with one clear log line."""
     try:
         loaded = await asyncio.to_thread(load_artifacts, state.settings)
+        drift = await asyncio.to_thread(_build_drift, state.settings, loaded.reference)
     except ArtifactError as exc:
         state.not_ready_reason, state.not_ready_message = exc.reason, exc.message
         log.error("Model not loaded: %s", exc.message, extra={"reason": exc.reason})
@@ -442,7 +452,7 @@ async def _load(state: RuntimeState) -> None:
         state.not_ready_reason, state.not_ready_message = "load_failed", repr(exc)
         log.exception("Model not loaded: unexpected error", extra={"reason": "load_failed"})
         return
-    _become_ready(state, loaded)
+    _become_ready(state, loaded, drift)
 
 
 async def _summarize(state: RuntimeState, interval_s: float) -> None:

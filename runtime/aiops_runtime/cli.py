@@ -50,8 +50,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.model_name)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, **server_options(settings)
+    )
     return 0
+
+
+def server_options(settings: Any) -> dict[str, Any]:
+    """SERVER_OPTIONS with the per-client limits of `settings`: a deadline to send each request
+    (http_limits.py) and the most connections and requests at once (past it: 503)."""
+    from aiops_runtime.http_limits import read_timeout_protocol
+
+    return {
+        **SERVER_OPTIONS,
+        "http": read_timeout_protocol(settings.request_read_timeout_s),
+        "limit_concurrency": settings.max_concurrency or None,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

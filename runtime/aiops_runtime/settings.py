@@ -103,6 +103,16 @@ class RuntimeSettings(BaseSettings):
     api_docs: bool = Field(
         False, description="Serve /docs, /redoc and /openapi.json (off: nobody is shown the API)."
     )
+    request_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a client may take to send one whole request; slower ones are cut.",
+    )
+    max_concurrency: int = Field(
+        1000,
+        ge=0,
+        description="Most connections and requests at once; past it new ones get 503 (0: none).",
+    )
     max_batch_size: int = Field(
         1000, ge=1, le=100_000, description="Most rows one /predict request may carry."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,3 +123,25 @@ async def test_drift_worker_runs_at_lower_priority_than_requests(
         assert workers[0].native_id is not None
         assert _nice_of(workers[0].native_id) == 7
         assert _nice_of(threading.get_native_id()) < 7
+
+
+async def test_the_monitor_is_built_off_the_event_loop(
+    make_settings: Callable[..., RuntimeSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detectors precompute on the reference (seconds for a large one): that must not run on
+    the event loop's thread, where it would stall /healthz and /readyz."""
+    from aiops_runtime import drift
+
+    built = drift.DriftMonitor.__init__
+    threads: list[threading.Thread] = []
+
+    def recording_init(self: object, *args: object, **kwargs: object) -> None:
+        threads.append(threading.current_thread())
+        built(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(drift.DriftMonitor, "__init__", recording_init)
+    async with app_client(make_settings(drift_enabled=True)) as client:
+        loop_thread = threading.current_thread()
+        assert client.app.state.runtime.drift is not None  # type: ignore[attr-defined]
+    assert len(threads) == 1
+    assert threads[0] is not loop_thread
