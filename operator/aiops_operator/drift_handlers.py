@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from aiops_operator import bounded
 from aiops_operator import operator_metrics as metrics
 from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
+from aiops_operator.fairness import NamespaceSlots
 from aiops_operator.handlers import API_VERSION, STATE, Key
 from aiops_operator.kube import ApiError
 from aiops_operator.manifests import LABEL_INSTANCE
@@ -88,6 +89,8 @@ class Loop:
     client: DriftClient | None = None
     triggers: aiohttp.ClientSession | None = None  # retrain triggers: a pool of their own
     policy: TriggerPolicy = field(default_factory=TriggerPolicy)
+    reads: NamespaceSlots = field(default_factory=lambda: NamespaceSlots(4))  # per namespace
+    triggers_in_flight: NamespaceSlots = field(default_factory=lambda: NamespaceSlots(1))
     metrics_server: Any = None
     registered: bool = False
 
@@ -102,6 +105,8 @@ def register(config: OperatorSettings) -> None:
         config.retrain_url_prefixes, config.retrain_allow_http
     )
     LOOP.config = config
+    LOOP.reads = NamespaceSlots(config.drift_reads_per_namespace)
+    LOOP.triggers_in_flight = NamespaceSlots(config.triggers_per_namespace)
     if LOOP.registered:
         return
     LOOP.registered = True
@@ -208,7 +213,8 @@ async def _read(
     client: DriftClient, key: Key, memory: DriftMemory, clock: float
 ) -> tuple[DriftReading | None, DriftReadError | None]:
     try:
-        reading = await client.read(key[1], key[0])
+        async with LOOP.reads.hold(key[0]):  # a namespace's slow runtimes wait for each other
+            reading = await client.read(key[1], key[0])
     except DriftReadError as err:
         memory.failures += 1
         delay = backoff_s(
@@ -368,7 +374,8 @@ async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> Trigger
         return TriggerOutcome(False, f"{err.reason}: {err.message}")
     except (aiohttp.ClientError, TimeoutError) as err:
         return TriggerOutcome(False, f"reading the trigger Secret failed ({type(err).__name__})")
-    return await trigger_pipeline(LOOP.triggers, target, variables, LOOP.policy)
+    async with LOOP.triggers_in_flight.hold(key[0]):
+        return await trigger_pipeline(LOOP.triggers, target, variables, LOOP.policy)
 
 
 async def _record_retrain(

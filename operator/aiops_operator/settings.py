@@ -89,6 +89,15 @@ class OperatorSettings(BaseSettings):
         description="While no runtime pod is ready, ask one (GET /readyz at its pod IP) why;"
         " turn it off when the operator runs outside the cluster's pod network.",
     )
+    drift_reads_per_namespace: int = Field(
+        default=4,
+        ge=1,
+        description="Most GET /drift reads in flight at once per namespace: one tenant's slow"
+        " runtimes wait for each other, not for everyone.",
+    )
+    triggers_per_namespace: int = Field(
+        default=1, ge=1, description="Most retrain triggers in flight at once per namespace."
+    )
     retrain_url_prefixes: str = Field(
         default="",
         description="Comma-separated URL prefixes a retrain trigger URL must lie under (e.g."
