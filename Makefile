@@ -104,6 +104,10 @@ crds: install ## Regenerate crds/, the chart's CRD copy and RBAC rules from the 
 	cp crds/modelservices.aiops-quality.io.yaml charts/aiops-operator/crds/
 	$(BIN)/aiops-operator generate-rbac > charts/aiops-operator/files/rbac-rules.yaml
 
+.PHONY: lock
+lock: ## Regenerate the images' hash-locked requirements (runtime/, operator/, hack/build-requirements.lock)
+	bash hack/lock.sh
+
 .PHONY: example-model
 example-model: install ## Retrain the example model into examples/models/breast-cancer and pin its new digests
 	$(BIN)/aiops-runtime train --out examples/models/breast-cancer --seed 42 --force
