@@ -114,10 +114,11 @@ def test_dockerignore_admits_exactly_what_the_dockerfiles_copy() -> None:
     assert patterns[0] == "*"
     admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     copied = {
-        rest.split()[0]
+        source  # COPY <source>... <dest>
         for name in DOCKERFILES
         for kw, rest in instructions(name)
         if kw == "COPY" and not rest.startswith("--from")
+        for source in rest.split()[:-1]
     }
     assert copied == admitted
     for path in admitted:
