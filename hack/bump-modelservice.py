@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Point a ModelService YAML at newly trained artifacts (and optionally a new runtime image).
 
-Used by the GitLab CI job `retrain-model`:
+Used by the GitLab CI job `retrain-model`, which names the ModelService its trigger named:
 
-    hack/bump-modelservice.py --file examples/modelservice.yaml \\
-        --manifest out/manifest.json --image registry/aiops-quality-runtime:abc123
+    hack/bump-modelservice.py --dir examples --default-namespace aiops-quality \\
+        --name breast-cancer --namespace aiops-quality --manifest out/manifest.json \\
+        --image registry/aiops-quality-runtime:abc123 --artifacts out \\
+        --models-dir examples/models --paths-out changed.txt
+
+or given one file: `--file examples/modelservice.yaml --manifest out/manifest.json`.
 
 Rewrites spec.model.sha256 and spec.model.reference.sha256 from the training manifest, and
 spec.image when --image is given, in place: only those scalars change, comments and layout stay.
-Prints one line saying what changed; exit status 0, or 2 when the file lacks a field.
+With --dir it first finds the one `modelservice*.yaml` there (the files Argo CD syncs) whose
+metadata names that ModelService; a file without metadata.namespace lands in --default-namespace
+(the Application's destination). With --artifacts it copies the trained files to where the
+ModelService's file:///models/ URIs point inside --models-dir (the runtime image bakes that
+directory in), and --paths-out lists the files to commit. Prints one line saying what changed;
+exit status 0, or 2 when there is no such ModelService, it lacks a field, or its artifacts are
+not baked into the image.
 It lives in hack/ because it is repository tooling, not part of the runtime or operator packages.
 """
 
@@ -18,8 +28,9 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -104,24 +115,102 @@ def bump(path: Path, manifest: dict, image: str | None) -> list[str]:
     return changed
 
 
+def locate(directory: Path, name: str, namespace: str, default_namespace: str) -> Path:
+    """The one modelservice*.yaml in `directory` that holds ModelService namespace/name."""
+    found = []
+    for path in sorted(directory.glob("modelservice*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        for doc in docs:
+            meta = doc.get("metadata") or {}
+            if (
+                doc.get("kind") == "ModelService"
+                and meta.get("name") == name
+                and (meta.get("namespace") or default_namespace) == namespace
+            ):
+                if len(docs) > 1:
+                    raise BumpError(f"{path} holds {namespace}/{name} among other documents")
+                found.append(path)
+    if not found:
+        raise BumpError(f"no ModelService {namespace}/{name} in {directory}/modelservice*.yaml")
+    if len(found) > 1:
+        raise BumpError(f"ModelService {namespace}/{name} is in {len(found)} files: {found}")
+    return found[0]
+
+
+def baked_dir(uri: str, models_dir: Path) -> Path:
+    """Where in the repository a file:///models/... URI's directory lives (the image's COPY)."""
+    path = PurePosixPath(uri.removeprefix("file://"))
+    if not uri.startswith("file:///models/") or ".." in path.parts or len(path.parts) < 4:
+        raise BumpError(
+            f"{uri} is not under file:///models/: retrain-model commits only artifacts the"
+            " runtime image bakes in"
+        )
+    return models_dir.joinpath(*path.parts[2:-1])
+
+
+def artifacts_target(modelservice: Path, artifacts: Path, models_dir: Path) -> Path:
+    """The repository directory the ModelService's artifact URIs point to; raises BumpError
+    unless both are baked into the image and training wrote the files they name."""
+    model = yaml.safe_load(modelservice.read_text())["spec"]["model"]
+    target = baked_dir(model["uri"], models_dir)
+    if baked_dir(model["reference"]["uri"], models_dir) != target:
+        raise BumpError("the model and its reference are not in one directory")
+    names = {PurePosixPath(model["uri"]).name, PurePosixPath(model["reference"]["uri"]).name}
+    missing = sorted(n for n in names if not (artifacts / n).is_file())
+    if missing:
+        raise BumpError(f"training wrote no {', '.join(missing)} (the names the URIs pin)")
+    return target
+
+
+def place_artifacts(artifacts: Path, target: Path) -> list[Path]:
+    """Copy every trained file into `target`; returns the copied paths."""
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for source in sorted(p for p in artifacts.iterdir() if p.is_file()):
+        shutil.copy2(source, target / source.name)
+        copied.append(target / source.name)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--file", type=Path, required=True, help="ModelService YAML to rewrite")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--file", type=Path, help="ModelService YAML to rewrite")
+    where.add_argument("--dir", type=Path, help="find the ModelService (--name) in this dir")
+    parser.add_argument("--name", help="with --dir: the ModelService's metadata.name")
+    parser.add_argument("--namespace", help="with --dir: its namespace")
+    parser.add_argument("--default-namespace", help="with --dir: where a file without one lands")
     parser.add_argument("--manifest", type=Path, required=True, help="manifest.json of training")
     parser.add_argument("--image", help="new spec.image (runtime image reference)")
+    parser.add_argument("--artifacts", type=Path, help="copy these trained files into the repo")
+    parser.add_argument("--models-dir", type=Path, help="with --artifacts: file:///models/ here")
+    parser.add_argument("--paths-out", type=Path, help="write the files to commit, one a line")
     args = parser.parse_args(argv)
+    if args.dir and not (args.name and args.namespace and args.default_namespace):
+        parser.error("--dir needs --name, --namespace and --default-namespace")
+    if args.artifacts and not args.models_dir:
+        parser.error("--artifacts needs --models-dir")
     manifest = json.loads(args.manifest.read_text())
+    path = args.file or args.dir
     try:
-        changed = bump(args.file, manifest, args.image)
-    except (BumpError, KeyError, TypeError) as exc:
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        if args.dir:
+            path = locate(args.dir, args.name, args.namespace, args.default_namespace)
+        target = args.artifacts and artifacts_target(path, args.artifacts, args.models_dir)
+        changed = bump(path, manifest, args.image)
+        paths = [path]
+        if changed and target:
+            paths += place_artifacts(args.artifacts, target)
+    except (BumpError, KeyError, TypeError, yaml.YAMLError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
+    if args.paths_out:
+        args.paths_out.write_text("".join(f"{p}\n" for p in paths) if changed else "")
     if changed:
         digest = manifest["model"]["sha256"]
-        print(f"{args.file}: updated {', '.join(changed)} (model sha256 {digest})")
+        print(f"{path}: updated {', '.join(changed)} (model sha256 {digest})")
     else:
-        print(f"{args.file}: already up to date")
+        print(f"{path}: already up to date")
     return 0
 
 

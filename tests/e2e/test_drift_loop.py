@@ -249,8 +249,8 @@ def test_retrain_is_triggered_once_with_the_token_despite_repeated_drift(loop: L
     assert request.path == "/api/v4/projects/1/trigger/pipeline"
     assert request.form["token"] == loop.token
     assert request.form["ref"] == "main"
-    assert request.form["variables[AIOPS_MODELSERVICE]"] == NAME
-    assert request.form["variables[AIOPS_NAMESPACE]"] == NAMESPACE
+    assert request.form["inputs[modelservice]"] == NAME
+    assert request.form["inputs[namespace]"] == NAMESPACE
     status = wait_for(
         "the retrain outcome in status",
         lambda: (s := loop.status()["drift"]).get("lastRetrainOutcome") and s,

@@ -18,12 +18,13 @@ from aiops_operator.retrain import (
     TriggerTarget,
     parse_trigger,
     redact,
+    retrain_inputs,
     trigger_pipeline,
 )
 from tests.loop.loop_helpers import fake_server, raw_server
 
 TOKEN = "glptt-unit-test-4f1c9a77e2"
-VARIABLES = {"AIOPS_MODELSERVICE": "breast-cancer", "AIOPS_NAMESPACE": "ml"}
+INPUTS = retrain_inputs("ml", "breast-cancer", "2026-12-02T04:00:00.5Z", 0.0012345678)
 
 
 def fire(
@@ -36,7 +37,7 @@ def fire(
 
     async def go() -> TriggerOutcome:
         async with bounded.session(timeout_s) as session:
-            return await trigger_pipeline(session, target, VARIABLES, policy)
+            return await trigger_pipeline(session, target, INPUTS, policy)
 
     return asyncio.run(go())
 
@@ -51,8 +52,13 @@ def test_the_trigger_posts_gitlabs_form_with_the_token_and_ref() -> None:
     assert request.path == "/api/v4/projects/7/trigger/pipeline"
     assert request.form["token"] == TOKEN
     assert request.form["ref"] == "dev"
-    assert request.form["variables[AIOPS_MODELSERVICE]"] == "breast-cancer"
-    assert request.form["variables[AIOPS_NAMESPACE]"] == "ml"
+    assert request.form["inputs[modelservice]"] == "breast-cancer"
+    assert request.form["inputs[namespace]"] == "ml"
+    assert request.form["inputs[drift_time]"] == "2026-12-02T04:00:00.5Z"
+    assert request.form["inputs[drift_p_value]"] == "0.00123457"
+    # No pipeline variables: a project that forbids them (so that no trigger can override the
+    # job's image, push URL or guard) accepts inputs only.
+    assert not [name for name in request.form if name.startswith("variables")]
     assert outcome.ok
     assert outcome.message == f"pipeline 4711 created: {gitlab.base}/p/-/pipelines/4711"
     assert TOKEN not in outcome.message
@@ -225,3 +231,21 @@ def test_an_answer_with_nan_is_not_read_as_json() -> None:
     assert outcome.ok
     assert outcome.message.startswith("pipeline created; its answer was not read")
     assert "NaN" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("drift_time", "p_value", "sent"),
+    [
+        ("2026-12-02T04:00:00Z", 1e-05, ("2026-12-02T04:00:00Z", "1e-05")),
+        ("2026-12-02T04:00:00+02:00", 0.5, ("2026-12-02T04:00:00+02:00", "0.5")),
+        (None, None, ("", "")),
+        # Text the runtime made up: sent empty, so GitLab does not refuse the whole pipeline.
+        ("yesterday; rm -rf /", float("nan"), ("", "")),
+    ],
+)
+def test_inputs_outside_the_pipelines_patterns_are_sent_empty(
+    drift_time: str | None, p_value: float | None, sent: tuple[str, str]
+) -> None:
+    inputs = retrain_inputs("ml", "breast-cancer", drift_time, p_value)
+    assert (inputs["drift_time"], inputs["drift_p_value"]) == sent
+    assert (inputs["namespace"], inputs["modelservice"]) == ("ml", "breast-cancer")
