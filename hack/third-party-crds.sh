@@ -26,5 +26,6 @@ module_dir() {  # module_dir <path@version>
 argocd=$(module_dir "$ARGOCD_MODULE")
 promop=$(module_dir "$PROMETHEUS_OPERATOR_MODULE")
 echo "application=$argocd/manifests/crds/application-crd.yaml"
+echo "appproject=$argocd/manifests/crds/appproject-crd.yaml"
 echo "prometheusrule=$promop/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
 echo "servicemonitor=$promop/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"

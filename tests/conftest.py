@@ -51,7 +51,8 @@ def cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="session")
 def third_party_crds() -> dict[str, Path]:
-    """Argo CD's Application CRD and the Prometheus Operator's CRDs from pinned Go modules."""
+    """Argo CD's Application and AppProject CRDs and the Prometheus Operator's CRDs, from
+    pinned Go modules."""
     proc = subprocess.run(
         [str(REPO_ROOT / "hack" / "third-party-crds.sh")],
         capture_output=True,

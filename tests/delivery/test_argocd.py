@@ -1,8 +1,10 @@
 """Argo CD: the ModelService health check run by a real Lua 5.1 interpreter (Argo CD runs
-gopher-lua, a Lua 5.1), and the Applications validated server-side against Argo CD's own CRD."""
+gopher-lua, a Lua 5.1), the Applications and their AppProjects validated server-side against
+Argo CD's own CRDs, and what those projects let a commit to the repository sync."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +14,13 @@ import pytest
 import yaml
 
 from tests.delivery.delivery_helpers import REPO_ROOT, apply_crd, load_all, run
+from tests.helpers import pinned_tool
 
 ARGOCD = REPO_ROOT / "argocd"
 CM_PATCH = ARGOCD / "argocd-cm-patch.yaml"
 HEALTH_KEY = "resource.customizations.health.aiops-quality.io_ModelService"
 APPLICATIONS = ["operator.yaml", "monitoring.yaml", "modelservices.yaml"]
+PROJECTS = ARGOCD / "projects.yaml"
 
 
 def to_lua(value: Any) -> str:
@@ -168,16 +172,110 @@ def test_modelservice_application_syncs_the_example_modelservice() -> None:
     assert kinds == {"ModelService"}
 
 
+def projects() -> dict[str, dict[str, Any]]:
+    """The shipped AppProjects by name."""
+    return {doc["metadata"]["name"]: doc for doc in load_all(PROJECTS.read_text())}
+
+
+def matches(rules: list[dict[str, str]], group: str, kind: str, name: str) -> bool:
+    """Whether a (cluster) resource whitelist admits group/kind/name, as Argo CD matches them:
+    group and kind exactly or `*`, name a filepath.Match-style glob (fnmatch is close enough for
+    the plain `prefix-*` patterns shipped here), no name meaning every name."""
+    return any(
+        rule["group"] in (group, "*")
+        and rule["kind"] in (kind, "*")
+        and fnmatch.fnmatchcase(name, rule.get("name", "*"))
+        for rule in rules
+    )
+
+
+def test_every_application_is_confined_to_a_shipped_project_not_default() -> None:
+    shipped = projects()
+    for name in APPLICATIONS:
+        (app,) = load_all((ARGOCD / name).read_text())
+        spec = app["spec"]
+        project = shipped[spec["project"]]["spec"]
+        assert spec["source"]["repoURL"] in project["sourceRepos"], name
+        destination = {k: spec["destination"][k] for k in ("server", "namespace")}
+        assert destination in project["destinations"], name
+        if "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]:
+            namespace = spec["destination"]["namespace"]
+            assert matches(project["clusterResourceWhitelist"], "", "Namespace", namespace), name
+        assert "*" not in str(project["sourceRepos"]) + str(project["destinations"]), name
+
+
+def test_the_modelservices_project_syncs_only_modelservices() -> None:
+    project = projects()["aiops-modelservices"]["spec"]
+    assert project["namespaceResourceWhitelist"] == [
+        {"group": "aiops-quality.io", "kind": "ModelService"}
+    ]
+    whitelist = project["clusterResourceWhitelist"]
+    assert not matches(whitelist, "rbac.authorization.k8s.io", "ClusterRoleBinding", "x")
+    assert not matches(whitelist, "", "Namespace", "kube-system")
+
+
+def test_the_platform_project_admits_what_the_operator_chart_renders(tmp_path: Path) -> None:
+    """Every cluster-scoped object `helm template` renders for the operator Application is
+    whitelisted by name, and nothing else of its kind would be."""
+    (app,) = load_all((ARGOCD / "operator.yaml").read_text())
+    project = projects()[app["spec"]["project"]]["spec"]
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(app["spec"]["source"]["helm"]["valuesObject"]))
+    helm = pinned_tool("helm")
+    rendered = run(
+        helm, "template", app["spec"]["source"]["helm"]["releaseName"],
+        REPO_ROOT / app["spec"]["source"]["path"], "--include-crds", "-f", values,
+        "--namespace", app["spec"]["destination"]["namespace"],
+    ).stdout  # fmt: skip
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}
+    seen = 0
+    for doc in load_all(rendered):
+        group = doc["apiVersion"].rpartition("/")[0]
+        if doc["kind"] in cluster_scoped:
+            seen += 1
+            name = doc["metadata"]["name"]
+            assert matches(project["clusterResourceWhitelist"], group, doc["kind"], name), name
+        else:
+            namespace = doc["metadata"].get("namespace", app["spec"]["destination"]["namespace"])
+            assert {"server": "https://kubernetes.default.svc", "namespace": namespace} in (
+                project["destinations"]
+            )
+    assert seen >= 3, "the CRD, the ClusterRoles and their binding"
+    whitelist = project["clusterResourceWhitelist"]
+    assert not matches(whitelist, "apiextensions.k8s.io", "CustomResourceDefinition", "x.io")
+    assert not matches(whitelist, "rbac.authorization.k8s.io", "ClusterRole", "cluster-admin")
+
+
 @pytest.mark.integration
 def test_applications_pass_server_side_dry_run_against_argo_cds_crd(
     cluster: Any, third_party_crds: dict[str, Path]
 ) -> None:
     apply_crd(cluster, third_party_crds["application"])
+    apply_crd(cluster, third_party_crds["appproject"])
     cluster.kubectl("create", "namespace", "argocd", check=False)
-    for name in APPLICATIONS:
-        proc = cluster.kubectl("apply", "--dry-run=server", "-f", str(ARGOCD / name), check=False)
+    for name in ["projects.yaml", *APPLICATIONS]:
+        proc = cluster.kubectl(
+            "apply", "--dry-run=server", "--validate=strict", "-f", str(ARGOCD / name),
+            check=False,
+        )  # fmt: skip
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
         assert "created (server dry run)" in proc.stdout
+
+
+@pytest.mark.integration
+def test_a_misspelt_project_field_is_rejected_by_the_crd(
+    cluster: Any, third_party_crds: dict[str, Path]
+) -> None:
+    apply_crd(cluster, third_party_crds["appproject"])
+    cluster.kubectl("create", "namespace", "argocd", check=False)
+    project = projects()["aiops-modelservices"]
+    project["spec"]["namespaceResourceWhitelist"][0]["kinds"] = "ModelService"
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+        input=yaml.safe_dump(project), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "kinds" in proc.stderr
 
 
 @pytest.mark.integration
