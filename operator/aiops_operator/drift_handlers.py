@@ -29,7 +29,7 @@ from aiops_operator import bounded
 from aiops_operator import operator_metrics as metrics
 from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
 from aiops_operator.fairness import NamespaceSlots
-from aiops_operator.handlers import API_VERSION, STATE, Key
+from aiops_operator.handlers import API_VERSION, STATE, Key, publish_status
 from aiops_operator.kube import ApiError
 from aiops_operator.manifests import LABEL_INSTANCE
 from aiops_operator.reactions import (
@@ -58,7 +58,7 @@ from aiops_operator.retrain import (
 )
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.spec import GROUP, KIND, PLURAL, VERSION, DriftSpec, parse_duration
-from aiops_operator.status import DRIFT_DETECTED, replica_counts
+from aiops_operator.status import DRIFT_DETECTED, MODEL_NOT_LOADED, replica_counts
 
 log = logging.getLogger("aiops_operator.drift")
 EVENT_FIELDS = ("driftEvents", "lastDriftTime", "runtimeDriftEvents")
@@ -252,6 +252,7 @@ async def _publish(
         new_event = reading is not None and is_new_drift_event(reading, previous)
         condition = drift_condition(reading, error, generation)
         known = put_condition(current.get("conditions"), memory.condition)
+        before = (condition_of(known, DRIFT_DETECTED) or {}).get("reason")
         conditions = set_condition(known, condition, rfc3339(_now()))
         patch: dict[str, Any] = {}
         fields = drift_status(reading, previous) if reading is not None else {}
@@ -266,7 +267,19 @@ async def _publish(
         ms["status"] = _merged(current, patch)
         memory.written.update({k: fields[k] for k in EVENT_FIELDS if k in fields})
         memory.condition = condition_of(conditions, DRIFT_DETECTED)
+        if (before == MODEL_NOT_LOADED) != (condition.get("reason") == MODEL_NOT_LOADED):
+            _in_background(publish_status(key))  # Degraded follows (status.runtime_problem)
         return new_event
+
+
+_BACKGROUND: set[asyncio.Future[None]] = set()
+
+
+def _in_background(work: Any) -> None:
+    """Run `work` after the caller releases its lock, keeping a reference until it is done."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _same(fields: dict[str, Any], previous: dict[str, Any]) -> bool:

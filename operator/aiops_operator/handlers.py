@@ -48,6 +48,7 @@ from aiops_operator.status import (
     merge_conditions,
     now_rfc3339,
     replica_counts,
+    runtime_problem,
 )
 
 Key = tuple[str, str]  # (namespace, name) of a ModelService
@@ -512,7 +513,8 @@ def build_status(key: Key) -> dict[str, Any] | None:
         deployment = None
     previous = ms["status"].get("conditions")
     inputs = manifests.deployment_inputs(outcome.spec) if outcome.spec is not None else None
-    conditions = derive_conditions(outcome.generation, deployment, outcome.problem, inputs)
+    problem = outcome.problem or runtime_problem(previous, outcome.generation)
+    conditions = derive_conditions(outcome.generation, deployment, problem, inputs)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": merge_conditions(previous, conditions, now_rfc3339()),

@@ -148,6 +148,21 @@ def _degraded(facts: RolloutFacts, generation: int) -> dict:
     return _condition(DEGRADED, False, "AsExpected", "", generation)
 
 
+MODEL_NOT_LOADED = "ModelNotLoaded"
+
+
+def runtime_problem(conditions: list[dict] | None, generation: int) -> Problem | None:
+    """The runtime's own word that it cannot load this generation's model (a digest mismatch,
+    a download refused): the drift loop's DriftDetected ModelNotLoaded. Such pods never become
+    ready, so the ModelService is Degraded, not merely still rolling out (Argo CD shows it)."""
+    drift = next((c for c in conditions or [] if c.get("type") == DRIFT_DETECTED), None)
+    if drift is None or drift.get("reason") != MODEL_NOT_LOADED:
+        return None
+    if drift.get("observedGeneration") != generation:
+        return None  # said of an earlier spec; the next read says whether it still holds
+    return Problem(MODEL_NOT_LOADED, str(drift.get("message") or ""), blocking=False)
+
+
 def derive_conditions(
     generation: int,
     deployment: dict | None,

@@ -168,6 +168,14 @@ def test_a_wrong_sha256_is_never_ready_and_status_names_the_digest_mismatch(
         assert "digest_mismatch" in cond["message"]
         assert "0" * 64 in cond["message"]
         assert runbook.condition("Ready", wrong)["status"] == "False"
+        # Degraded, not merely rolling out: what Argo CD's health check shows as Degraded.
+        degraded = wait_for(
+            "Degraded ModelNotLoaded",
+            lambda: (c := runbook.condition("Degraded", wrong)).get("status") == "True" and c,
+            30,
+        )
+        assert degraded["reason"] == "ModelNotLoaded"
+        assert "digest_mismatch" in degraded["message"]
         described = runbook.kubectl("describe", "modelservice", wrong).stdout
         assert "digest_mismatch" in described
     finally:

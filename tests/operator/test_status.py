@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiops_operator.manifests import INPUTS_ANNOTATION
-from aiops_operator.status import Problem, derive_conditions, merge_conditions
+from aiops_operator.status import Problem, derive_conditions, merge_conditions, runtime_problem
 
 
 def deployment(
@@ -118,6 +118,29 @@ def test_non_blocking_problem_only_degrades() -> None:
     conds = by_type(derive_conditions(2, deployment(), problem, "current"))
     assert conds["Ready"]["status"] == "True"
     assert conds["Degraded"]["reason"] == "ServiceMonitorUnavailable"
+
+
+def drift_condition(reason: str, generation: int) -> dict[str, Any]:
+    message = "the runtime has no model: digest_mismatch: sha256 0000 expected, got 2835"
+    return {"type": "DriftDetected", "status": "Unknown", "reason": reason, "message": message,
+            "observedGeneration": generation}  # fmt: skip
+
+
+def test_a_model_the_runtime_cannot_load_degrades_with_the_runtimes_words() -> None:
+    problem = runtime_problem([drift_condition("ModelNotLoaded", 3)], 3)
+    assert problem is not None
+    conds = by_type(derive_conditions(3, deployment(ready=0, available="False"), problem, "c"))
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == "ModelNotLoaded"
+    assert "digest_mismatch" in conds["Degraded"]["message"]
+    assert conds["Ready"]["status"] == "False"
+
+
+def test_only_the_current_generations_load_failure_degrades() -> None:
+    assert runtime_problem([drift_condition("ModelNotLoaded", 2)], 3) is None  # fixed since
+    assert runtime_problem([drift_condition("RuntimeNotReady", 3)], 3) is None
+    assert runtime_problem([], 3) is None
+    assert runtime_problem(None, 3) is None
 
 
 def test_missing_deployment_is_not_ready() -> None:
