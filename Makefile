@@ -59,8 +59,21 @@ images: system-deps ## Build the runtime, operator and pause images (buildah, no
 	echo "$$out" | grep -E '^(runtime|operator)='
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane and remove its state
+cluster-down: ## Stop the local control plane (and the GitOps stack) and remove its state
+	@python3 hack/gitops.py down --cluster-state .cluster
 	@hack/cluster.sh down
+
+.PHONY: argocd
+argocd: ## Build (or reuse from the cache) the pinned Argo CD (about 6-10 min cold)
+	@hack/argocd-build.sh >/dev/null
+
+.PHONY: gitops-up
+gitops-up: system-deps argocd delivery-tools ## Start Argo CD (repo-server, application-controller), Redis and a Git server on the running cluster; last line git=<URL>
+	@python3 hack/gitops.py up --cluster-state .cluster
+
+.PHONY: gitops-down
+gitops-down: ## Stop what gitops-up started
+	@python3 hack/gitops.py down --cluster-state .cluster
 
 .PHONY: cluster-status
 cluster-status: ## Show what the local control plane runs and whether it answers
@@ -83,7 +96,7 @@ typecheck: install ## mypy on both packages
 	$(BIN)/mypy operator/aiops_operator runtime/aiops_runtime
 
 .PHONY: test
-test: install install-alibi system-deps tools delivery-tools lint typecheck ## Everything CI runs: lint, mypy, unit and integration tests
+test: install install-alibi system-deps tools delivery-tools argocd lint typecheck ## Everything CI runs: lint, mypy, unit and integration tests
 	$(BIN)/pytest -m "not alibi" $(PYTEST_ARGS)
 	$(ALIBI_VENV)/bin/pytest -m alibi tests/drift $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && [ -n "$(PYTEST_ARGS)" ] || exit $$rc; }
 

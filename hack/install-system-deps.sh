@@ -11,6 +11,7 @@
 #                           nftables for kube-proxy, iproute2 for its veth
 #   buildah, debootstrap, gcc + libc6-dev
 #                         - `make images`: the Debian base, both Dockerfiles, the static pause
+#   redis-server          - the cache of Argo CD's repo-server and controller (`make gitops-up`)
 set -euo pipefail
 
 declare -A package_of=(
@@ -29,6 +30,7 @@ declare -A package_of=(
   [buildah]=buildah
   [debootstrap]=debootstrap
   [gcc]=gcc
+  [redis-server]=redis-server
 )
 
 missing=()
@@ -45,5 +47,13 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
+# Packages with a daemon (prometheus, redis-server) must not start it: the tests start their own
+# on free ports. Where no policy-rc.d says so already, one does for the install.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  trap '$sudo rm -f "$policy"' EXIT
+fi
 # --no-install-recommends keeps the Prometheus package from pulling in a web UI toolchain.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

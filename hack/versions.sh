@@ -25,3 +25,12 @@ k8s_ldflags() {
   done
   echo "$flags"
 }
+
+# Argo CD (hack/argocd-build.sh): one binary serves every component. Its go.mod replaces the
+# gitops-engine module with ./gitops-engine, which module zips never hold, and pins a
+# pseudo-version the proxy refuses: the build fills ./gitops-engine from this one instead.
+# The h1: sums are Go's module hashes (`go mod download -json`), checked before building.
+ARGOCD_VERSION=3.5.7
+ARGOCD_SUM=h1:Xm1BF+I5OgDKUG3SDK49vn2/Y5AMyaNVko+/JT08gj0=
+ARGOCD_GITOPS_ENGINE_VERSION=v0.0.0-20260914071520-c9c369efcc5b
+ARGOCD_GITOPS_ENGINE_SUM=h1:0tKOg3Fxd5cqVemntg63MqCjk7wqVV32vbVGWOGyhR8=
