@@ -163,6 +163,17 @@ def test_applications_sync_automatically_with_prune_and_self_heal() -> None:
         assert (REPO_ROOT / app["spec"]["source"]["path"]).is_dir(), name
 
 
+def test_namespaces_argo_cd_creates_for_our_pods_enforce_restricted() -> None:
+    """The operator's and the ModelServices' namespaces; the monitoring one is left out: Promtail
+    reads the node's log files through hostPath volumes, which `restricted` forbids."""
+    for name in ("operator.yaml", "modelservices.yaml"):
+        (app,) = load_all((ARGOCD / name).read_text())
+        policy = app["spec"]["syncPolicy"]
+        assert "CreateNamespace=true" in policy["syncOptions"], name
+        labels = policy["managedNamespaceMetadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", name
+
+
 def test_modelservice_application_syncs_the_example_modelservice() -> None:
     (app,) = load_all((ARGOCD / "modelservices.yaml").read_text())
     source = app["spec"]["source"]

@@ -204,6 +204,8 @@ def test_the_operator_application_syncs_the_chart_into_a_running_operator(
     deployment = kubectl_json(stack.cluster, "-n", "aiops-system", "get", "deployment",
                               "aiops-operator")  # fmt: skip
     assert deployment["status"].get("readyReplicas") == 1
+    namespace = kubectl_json(stack.cluster, "get", "namespace", "aiops-system")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_a_committed_modelservice_is_synced_reconciled_and_healthy(
@@ -218,6 +220,8 @@ def test_a_committed_modelservice_is_synced_reconciled_and_healthy(
     # The operator's children are the operator's: Argo CD tracks only what Git holds.
     tracked = {r["kind"] for r in stack.application("aiops-modelservices")["status"]["resources"]}
     assert tracked == {"ModelService"}
+    namespace = kubectl_json(stack.cluster, "get", "namespace", NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert seconds < SYNC_BOUND_S
 
 
