@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -113,12 +112,6 @@ def settings_manifests(resync_s: int = RESYNC_S) -> list[dict[str, object]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class GitOps:
     """The stack of one local cluster; its state lives in `<cluster state>/gitops`."""
@@ -146,7 +139,10 @@ class GitOps:
             raise GitOpsError(f"a GitOps stack already runs from {self.state_dir}; stop it first")
         argocd_bin, helm = build_argocd(), helm_dir()
         self._reset_state()
-        ports = {name: _free_port() for name in ("git", "redis", "repo", "repo-metrics", "ctrl")}
+        ports = {
+            name: localcluster.free_port()
+            for name in ("git", "redis", "repo", "repo-metrics", "ctrl")
+        }
         (self.state_dir / "ports.json").write_text(json.dumps(ports))
         deadline = time.monotonic() + timeout
         try:
@@ -196,26 +192,11 @@ class GitOps:
 
     def stop(self) -> None:
         """Stop every process `start` spawned (by PID) and remove the state (logs are kept)."""
-        pids = self.running_pids()
-        for pid in pids.values():
-            _signal_group(pid, signal.SIGTERM)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and any(realnode.pid_alive(p) for p in pids.values()):
-            time.sleep(0.1)
-        for pid in pids.values():
-            if realnode.pid_alive(pid):
-                _signal_group(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        localcluster.stop_processes(self.running_pids(), grace_s=10)
         self._reset_state(keep_dir=False)
 
     def running_pids(self) -> dict[str, int]:
-        pids = {}
-        for pid_file in (self.state_dir / "pids").glob("*.pid"):
-            pid = int(pid_file.read_text().strip() or 0)
-            if pid and realnode.pid_alive(pid):
-                pids[pid_file.stem] = pid
-        return pids
+        return localcluster.live_pids(self.state_dir / "pids")
 
     def status(self) -> dict[str, object]:
         pids = self.running_pids()
@@ -244,8 +225,7 @@ class GitOps:
         for crd in argocd_crds():
             self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
-            self.cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}",
-                                 "--timeout=60s")  # fmt: skip
+            self._wait_established(crd)
         self.cluster.kubectl("create", "namespace", NAMESPACE, check=False)
         manifests = {"apiVersion": "v1", "kind": "List", "items": settings_manifests()}
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
@@ -253,14 +233,20 @@ class GitOps:
         self.cluster.kubectl("-n", NAMESPACE, "patch", "configmap", "argocd-cm", "--type",
                              "merge", "--patch-file", str(CM_PATCH))  # fmt: skip
 
+    def _wait_established(self, crd: str, timeout_s: float = 60) -> None:
+        """Poll: `kubectl wait` fails at once while the CRD's status has no conditions yet."""
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.cluster.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}",
+                                       check=False)  # fmt: skip
+            if got.stdout.strip() == "True":
+                return
+            time.sleep(0.3)
+        raise GitOpsError(f"CRD {crd} not Established within {timeout_s:.0f}s")
+
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.state_dir, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        log.close()
-        (self.state_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
+        localcluster.spawn(self.state_dir, name, args, {**os.environ, **(env or {})})
 
     def _metrics_up(self, port_name: str) -> bool:
         port = json.loads((self.state_dir / "ports.json").read_text())[port_name]
@@ -293,14 +279,6 @@ class GitOps:
         if keep_dir:
             for child in ("pids", "logs", "git", "redis", "home", "tmp", "tls", "ssh"):
                 (self.state_dir / child).mkdir(parents=True, exist_ok=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 def for_cluster(state_dir: Path) -> GitOps:

@@ -247,32 +247,14 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started and remove its state (logs are kept)."""
-        pids = self.running_pids()
-        for pid in pids.values():
-            _signal_group(pid, signal.SIGTERM)
-        end = time.monotonic() + 15
-        while time.monotonic() < end and any(realnode.pid_alive(p) for p in pids.values()):
-            time.sleep(0.1)
-        for pid in pids.values():
-            if realnode.pid_alive(pid):
-                _signal_group(pid, signal.SIGKILL)
-        for pid in pids.values():
-            _reap(pid)
+        stop_processes(self.running_pids(), grace_s=15)
         node = self.real_node
         if node is not None:
             node.stop()
         self._reset_state()
 
     def running_pids(self) -> dict[str, int]:
-        pid_dir = self.state_dir / "pids"
-        if not pid_dir.is_dir():
-            return {}
-        pids = {}
-        for pid_file in pid_dir.glob("*.pid"):
-            pid = int(pid_file.read_text().strip() or 0)
-            if pid and realnode.pid_alive(pid):
-                pids[pid_file.stem] = pid
-        return pids
+        return live_pids(self.state_dir / "pids")
 
     def status(self) -> dict[str, object]:
         """What runs, where the API server is, whether it answers, and the nodes."""
@@ -419,14 +401,7 @@ class LocalCluster:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
-        proc = subprocess.Popen(
-            [str(self.bin_dir / name), *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.state_dir,
-        )  # fmt: skip
-        log.close()
-        (self.state_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
+        spawn(self.state_dir, name, [str(self.bin_dir / name), *args])
 
     def _etcd_args(self) -> list[str]:
         client = f"http://127.0.0.1:{self.ports['etcd']}"
@@ -657,17 +632,52 @@ def _smoke_real(pause_ref: str) -> dict[str, object]:
     })  # fmt: skip
 
 
+# --- the processes a state directory's owner started (the cluster's, the GitOps stack's) -------
+
+
+def spawn(state_dir: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+    """Start `args` in a session of its own (so that stopping it reaches its children), with
+    output to state_dir/logs/<name>.log and its PID in state_dir/pids/<name>.pid."""
+    log = open(state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, cwd=state_dir, env=env,
+    )  # fmt: skip
+    log.close()
+    (state_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
+
+
+def live_pids(pid_dir: Path) -> dict[str, int]:
+    """The processes named by pid_dir/*.pid that still run, by name."""
+    pids = {}
+    for pid_file in pid_dir.glob("*.pid") if pid_dir.is_dir() else []:
+        pid = int(pid_file.read_text().strip() or 0)
+        if pid and realnode.pid_alive(pid):
+            pids[pid_file.stem] = pid
+    return pids
+
+
+def stop_processes(pids: dict[str, int], grace_s: float) -> None:
+    """SIGTERM each process group, SIGKILL what still runs after `grace_s`; only these PIDs."""
+    for pid in pids.values():
+        _signal_group(pid, signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and any(realnode.pid_alive(p) for p in pids.values()):
+        time.sleep(0.1)
+    for pid in pids.values():
+        if realnode.pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+    for pid in pids.values():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _script_lines(script: Path, *args: str) -> dict[str, str]:

@@ -128,3 +128,32 @@ def test_the_real_node_runs_a_pod_and_leaves_the_host_as_it_was(tmp_path: Path) 
     after = host_snapshot(state)
     for key, value in before.items():
         assert after[key] == value, f"{key} changed: {after[key]!r} != {value!r}"
+
+
+def test_gitops_up_and_down_three_times_leave_no_process_or_port_behind(tmp_path: Path) -> None:
+    """`make gitops-up` / `gitops-down` on a running cluster (KWOK only: the stack does not
+    care about the node); `make cluster-down` runs the same `down` first."""
+    gitops = [sys.executable, str(REPO_ROOT / "hack" / "gitops.py")]
+    state = tmp_path / "state"
+    up = run("up", "--state-dir", str(state), "--node", "kwok")
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        for cycle in range(3):
+            started = subprocess.run([*gitops, "up", "--cluster-state", str(state)],
+                                     capture_output=True, text=True, timeout=1200)  # fmt: skip
+            assert started.returncode == 0, started.stderr + started.stdout
+            assert started.stdout.strip().splitlines()[-1].startswith("git=git://127.0.0.1:")
+            pids = {f.stem: int(f.read_text()) for f in (state / "gitops" / "pids").glob("*.pid")}
+            ports = json.loads((state / "gitops" / "ports.json").read_text())
+            assert set(pids) == {"redis", "git-daemon", "argocd-repo-server",
+                                 "argocd-application-controller"}  # fmt: skip
+            assert all(pid_alive(pid) for pid in pids.values())
+            down = subprocess.run([*gitops, "down", "--cluster-state", str(state)],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert down.returncode == 0, down.stderr
+            assert "argocd-application-controller" in down.stdout
+            assert not any(pid_alive(pid) for pid in pids.values()), cycle
+            assert all(port_is_free(port) for port in ports.values()), cycle
+            assert not (state / "gitops" / "git").exists()
+    finally:
+        run("down", "--state-dir", str(state))
