@@ -72,6 +72,35 @@ def test_images_are_built_from_both_dockerfiles_and_tagged_with_the_commit() -> 
         assert (REPO_ROOT / dockerfile).is_file()
 
 
+def kaniko_destinations(**ci: str) -> list[str]:
+    """The --destination arguments the build jobs' script gives kaniko, as a POSIX shell (the
+    kaniko debug image's busybox sh; here dash) expands them for these CI variables."""
+    (script,) = pipeline()[".kaniko"]["script"]
+    assert script.startswith("/kaniko/executor ")
+    # kaniko stands in as a function that prints each argument it gets on a line
+    command = script.replace("/kaniko/executor", "executor", 1)
+    shell = f'executor() {{ for a in "$@"; do printf "%s\\n" "$a"; done; }}; {command}'
+    env = {"PATH": os.environ["PATH"], "IMAGE": "registry.example/x/aiops-quality-runtime", **ci}
+    proc = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env,
+                          check=True)  # fmt: skip
+    args = proc.stdout.splitlines()
+    return [args[i + 1] for i, a in enumerate(args) if a == "--destination"]
+
+
+def test_a_release_tag_pushes_the_version_the_chart_deploys_besides_the_commit_tag() -> None:
+    chart = yaml.safe_load((REPO_ROOT / "charts" / "aiops-operator" / "Chart.yaml").read_text())
+    version = chart["appVersion"]
+    image = "registry.example/x/aiops-quality-runtime"
+    branch = kaniko_destinations(CI_COMMIT_SHORT_SHA="abc12345", CI_COMMIT_BRANCH="main")
+    assert branch == [f"{image}:abc12345"]
+    tagged = kaniko_destinations(CI_COMMIT_SHORT_SHA="abc12345", CI_COMMIT_TAG=f"v{version}")
+    assert tagged == [f"{image}:abc12345", f"{image}:{version}"]
+    rules = [r["if"] for r in pipeline()[".kaniko"]["rules"]]
+    release = next(r for r in rules if "CI_COMMIT_TAG" in r)
+    pattern = release.split("=~ /", 1)[1].rsplit("/", 1)[0]
+    assert re.fullmatch(pattern, f"v{version}")
+
+
 def test_the_operator_sends_exactly_the_inputs_the_pipeline_declares() -> None:
     declared = pipeline_inputs()
     assert set(RETRAIN_INPUT_PATTERNS) == set(declared)
