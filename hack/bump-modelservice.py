@@ -5,20 +5,18 @@ Used by the GitLab CI job `retrain-model`, which names the ModelService its trig
 
     hack/bump-modelservice.py --dir examples --default-namespace aiops-quality \\
         --name breast-cancer --namespace aiops-quality --manifest out/manifest.json \\
-        --image registry/aiops-quality-runtime:abc123 --artifacts out \\
-        --models-dir examples/models --paths-out changed.txt
+        --image registry/aiops-quality-runtime:abc123 \\
+        --artifacts-url https://gitlab.example/api/v4/projects/42/packages/generic/x/28356685ef42
 
 or given one file: `--file examples/modelservice.yaml --manifest out/manifest.json`.
 
-Rewrites spec.model.sha256 and spec.model.reference.sha256 from the training manifest, and
-spec.image when --image is given, in place: only those scalars change, comments and layout stay.
-With --dir it first finds the one `modelservice*.yaml` there (the files Argo CD syncs) whose
-metadata names that ModelService; a file without metadata.namespace lands in --default-namespace
-(the Application's destination). With --artifacts it copies the trained files to where the
-ModelService's file:///models/ URIs point inside --models-dir (the runtime image bakes that
-directory in), and --paths-out lists the files to commit. Prints one line saying what changed;
-exit status 0, or 2 when there is no such ModelService, it lacks a field, or its artifacts are
-not baked into the image.
+Rewrites spec.model.sha256 and spec.model.reference.sha256 from the training manifest,
+spec.image when --image is given, and with --artifacts-url the two URIs (<url>/<file name the
+manifest gives>), in place: only those scalars change, comments and layout stay. With --dir it
+first finds the one `modelservice*.yaml` there (the files Argo CD syncs) whose metadata names
+that ModelService; a file without metadata.namespace lands in --default-namespace (the
+Application's destination). Prints one line saying what changed; exit status 0, or 2 when there
+is no such ModelService or it lacks a field.
 It lives in hack/ because it is repository tooling, not part of the runtime or operator packages.
 """
 
@@ -28,9 +26,8 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 
@@ -44,7 +41,9 @@ class BumpError(Exception):
     """The YAML does not have the shape the bump expects."""
 
 
-def targets_from(manifest: dict, image: str | None) -> dict[tuple[str, ...], str]:
+def targets_from(
+    manifest: dict, image: str | None, artifacts_url: str | None = None
+) -> dict[tuple[str, ...], str]:
     """The field paths to set and their new values."""
     targets = {
         ("spec", "model", "sha256"): manifest["model"]["sha256"],
@@ -52,6 +51,10 @@ def targets_from(manifest: dict, image: str | None) -> dict[tuple[str, ...], str
     }
     if image:
         targets[("spec", "image")] = image
+    if artifacts_url:
+        base = artifacts_url.rstrip("/")
+        targets[("spec", "model", "uri")] = f"{base}/{manifest['model']['file']}"
+        targets[("spec", "model", "reference", "uri")] = f"{base}/{manifest['reference']['file']}"
     return targets
 
 
@@ -96,10 +99,12 @@ def _get(doc: dict, path: tuple[str, ...]) -> object:
     return doc
 
 
-def bump(path: Path, manifest: dict, image: str | None) -> list[str]:
+def bump(
+    path: Path, manifest: dict, image: str | None, artifacts_url: str | None = None
+) -> list[str]:
     """Rewrite the file in place; returns the changed fields (empty when already up to date)."""
     text = path.read_text()
-    targets = targets_from(manifest, image)
+    targets = targets_from(manifest, image, artifacts_url)
     new_text = rewrite(text, targets)
     before = yaml.safe_load(text)
     changed = [".".join(p) for p, value in targets.items() if str(_get(before, p)) != value]
@@ -137,41 +142,6 @@ def locate(directory: Path, name: str, namespace: str, default_namespace: str) -
     return found[0]
 
 
-def baked_dir(uri: str, models_dir: Path) -> Path:
-    """Where in the repository a file:///models/... URI's directory lives (the image's COPY)."""
-    path = PurePosixPath(uri.removeprefix("file://"))
-    if not uri.startswith("file:///models/") or ".." in path.parts or len(path.parts) < 4:
-        raise BumpError(
-            f"{uri} is not under file:///models/: retrain-model commits only artifacts the"
-            " runtime image bakes in"
-        )
-    return models_dir.joinpath(*path.parts[2:-1])
-
-
-def artifacts_target(modelservice: Path, artifacts: Path, models_dir: Path) -> Path:
-    """The repository directory the ModelService's artifact URIs point to; raises BumpError
-    unless both are baked into the image and training wrote the files they name."""
-    model = yaml.safe_load(modelservice.read_text())["spec"]["model"]
-    target = baked_dir(model["uri"], models_dir)
-    if baked_dir(model["reference"]["uri"], models_dir) != target:
-        raise BumpError("the model and its reference are not in one directory")
-    names = {PurePosixPath(model["uri"]).name, PurePosixPath(model["reference"]["uri"]).name}
-    missing = sorted(n for n in names if not (artifacts / n).is_file())
-    if missing:
-        raise BumpError(f"training wrote no {', '.join(missing)} (the names the URIs pin)")
-    return target
-
-
-def place_artifacts(artifacts: Path, target: Path) -> list[Path]:
-    """Copy every trained file into `target`; returns the copied paths."""
-    target.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for source in sorted(p for p in artifacts.iterdir() if p.is_file()):
-        shutil.copy2(source, target / source.name)
-        copied.append(target / source.name)
-    return copied
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -183,29 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default-namespace", help="with --dir: where a file without one lands")
     parser.add_argument("--manifest", type=Path, required=True, help="manifest.json of training")
     parser.add_argument("--image", help="new spec.image (runtime image reference)")
-    parser.add_argument("--artifacts", type=Path, help="copy these trained files into the repo")
-    parser.add_argument("--models-dir", type=Path, help="with --artifacts: file:///models/ here")
-    parser.add_argument("--paths-out", type=Path, help="write the files to commit, one a line")
+    parser.add_argument("--artifacts-url", help="where the trained files were uploaded")
     args = parser.parse_args(argv)
     if args.dir and not (args.name and args.namespace and args.default_namespace):
         parser.error("--dir needs --name, --namespace and --default-namespace")
-    if args.artifacts and not args.models_dir:
-        parser.error("--artifacts needs --models-dir")
     manifest = json.loads(args.manifest.read_text())
     path = args.file or args.dir
     try:
         if args.dir:
             path = locate(args.dir, args.name, args.namespace, args.default_namespace)
-        target = args.artifacts and artifacts_target(path, args.artifacts, args.models_dir)
-        changed = bump(path, manifest, args.image)
-        paths = [path]
-        if changed and target:
-            paths += place_artifacts(args.artifacts, target)
+        changed = bump(path, manifest, args.image, args.artifacts_url)
     except (BumpError, KeyError, TypeError, yaml.YAMLError) as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    if args.paths_out:
-        args.paths_out.write_text("".join(f"{p}\n" for p in paths) if changed else "")
     if changed:
         digest = manifest["model"]["sha256"]
         print(f"{path}: updated {', '.join(changed)} (model sha256 {digest})")

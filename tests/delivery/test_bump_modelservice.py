@@ -135,56 +135,36 @@ def test_locate_refuses_a_modelservice_defined_twice(tmp_path: Path) -> None:
         bump.locate(directory, "breast-cancer", "aiops-quality", "aiops-quality")
 
 
-@pytest.mark.parametrize(
-    "uri",
-    [
-        "https://models.example/breast-cancer/model.skops",
-        "file:///etc/model.skops",
-        "file:///models/../etc/model.skops",
-        "file:///models/model.skops",
-    ],
-)
-def test_only_artifacts_baked_into_the_image_can_be_committed(tmp_path: Path, uri: str) -> None:
-    with pytest.raises(bump.BumpError, match="not under file:///models/"):
-        bump.baked_dir(uri, tmp_path / "models")
+def test_artifacts_url_points_both_uris_at_the_uploaded_files(example: Path) -> None:
+    manifest = {
+        "model": {"sha256": "a" * 64, "file": "model.skops"},
+        "reference": {"sha256": "b" * 64, "file": "reference.npy"},
+    }
+    base = "https://gitlab.example/api/v4/projects/42/packages/generic/ml-bc/aaaaaaaaaaaa/"
+    changed = bump.bump(example, manifest, None, base)
+    assert changed == [
+        "spec.model.sha256", "spec.model.reference.sha256", "spec.model.uri",
+        "spec.model.reference.uri",
+    ]  # fmt: skip
+    model = yaml.safe_load(example.read_text())["spec"]["model"]
+    assert model["uri"] == base + "model.skops"
+    assert model["reference"]["uri"] == base + "reference.npy"
+    assert bump.bump(example, manifest, None, base) == []
 
 
-def test_the_trained_files_go_where_the_uris_point(tmp_path: Path) -> None:
-    trained = tmp_path / "retrained"
-    trained.mkdir()
-    for name in ("model.skops", "reference.npy", "manifest.json"):
-        (trained / name).write_text(name)
-    models = tmp_path / "models"
-    target = bump.artifacts_target(EXAMPLE, trained, models)
-    assert target == models / "breast-cancer"
-    copied = bump.place_artifacts(trained, target)
-    assert sorted(p.name for p in copied) == ["manifest.json", "model.skops", "reference.npy"]
-    assert (target / "model.skops").read_text() == "model.skops"
-    (trained / "reference.npy").unlink()
-    with pytest.raises(bump.BumpError, match=r"training wrote no reference\.npy"):
-        bump.artifacts_target(EXAMPLE, trained, models)
-
-
-def test_command_line_with_dir_lists_the_files_to_commit(tmp_path: Path) -> None:
-    directory = _modelservices(tmp_path, EXAMPLE.read_text())
+def test_command_line_with_dir_bumps_only_the_named_modelservice(tmp_path: Path) -> None:
+    ours = EXAMPLE.read_text()
+    theirs = ours.replace("  name: breast-cancer\n", "  name: breast-cancer\n  namespace: team-b\n")
+    directory = _modelservices(tmp_path, ours, theirs)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps(MANIFEST))
-    trained = tmp_path / "retrained"
-    trained.mkdir()
-    (trained / "model.skops").write_text("m")
-    (trained / "reference.npy").write_text("r")
-    paths = tmp_path / "paths.txt"
     common = [
         sys.executable, SCRIPT, "--dir", directory, "--default-namespace", "aiops-quality",
-        "--manifest", manifest, "--artifacts", trained, "--models-dir", tmp_path / "models",
-        "--paths-out", paths,
+        "--manifest", manifest,
     ]  # fmt: skip
-    run(*common, "--name", "breast-cancer", "--namespace", "aiops-quality")
-    listed = paths.read_text().split()
-    assert listed[0] == str(directory / "modelservice-0.yaml")
-    assert sorted(Path(p).name for p in listed[1:]) == ["model.skops", "reference.npy"]
-    run(*common, "--name", "breast-cancer", "--namespace", "aiops-quality")
-    assert paths.read_text() == "", "nothing changed the second time: nothing to commit"
+    out = run(*common, "--name", "breast-cancer", "--namespace", "team-b").stdout
+    assert out.startswith(f"{directory / 'modelservice-1.yaml'}: updated")
+    assert (directory / "modelservice-0.yaml").read_text() == ours
     proc = run(*common, "--name", "other", "--namespace", "aiops-quality", check=False)
     assert proc.returncode == 2
     assert "no ModelService aiops-quality/other" in proc.stderr

@@ -1,17 +1,20 @@
 """The GitLab pipeline: its shape, and the retrain-model job run for real by gitlab-ci-local
-(shell executor) against a local bare Git remote: what it commits, its loop guards, its typed
-inputs, its merge-request mode, and what a trigger that overrides variables can no longer do."""
+(shell executor) against a local bare Git remote and a stand-in for GitLab's generic package
+registry: what it uploads and commits, its loop guards, its typed inputs, its merge-request
+mode, and what a trigger that overrides variables can no longer do."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ import yaml
 from aiops_operator.retrain import RETRAIN_INPUT_PATTERNS, retrain_inputs
 from aiops_runtime.train import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, REFERENCE_FILE, train
 from tests.delivery.delivery_helpers import REPO_ROOT, run
+from tests.loop.loop_helpers import PackageRegistry, package_registry
 
 PIPELINE = REPO_ROOT / ".gitlab-ci.yml"
 ARTIFACT_FILES = (MODEL_FILE, REFERENCE_FILE, METRICS_FILE, MANIFEST_FILE)
@@ -26,24 +30,24 @@ MODELSERVICE = "examples/modelservice.yaml"
 MODEL_DIR = "examples/models/breast-cancer"
 ARTIFACTS = [f"{MODEL_DIR}/{name}" for name in ARTIFACT_FILES]
 # The files the job uses; the test repository holds exactly these.
-JOB_FILES = [".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py", *ARTIFACTS]
+JOB_FILES = [
+    ".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py", "hack/upload-artifacts.py",
+    *ARTIFACTS,
+]  # fmt: skip
 # gitlab-ci-local derives CI_PROJECT_PATH, CI_SERVER_HOST and CI_REGISTRY_IMAGE from origin.
 ORIGIN = "https://gitlab.example.com/aiops/aiops-quality.git"
 BOT = "aiops-retrain-bot"
 PUSH_TOKEN = "glpat-test-push-token"
 # The URL the job pushes to: the project's own, with the push token.
 PUSH_URL = f"https://oauth2:{PUSH_TOKEN}@gitlab.example.com/aiops/aiops-quality.git"
+JOB_TOKEN = "glcbt-test-job-token"
+PROJECT_ID = "42"
 
 
 def git(repo: Path, *args: str) -> str:
     """git in `repo`, as a developer (never the retrain bot)."""
     dev = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
     return run("git", "-C", repo, *dev, *args).stdout.strip()
-
-
-def run_bytes(*args: str | Path) -> bytes:
-    """A command's raw standard output (a binary file from git show)."""
-    return subprocess.run([str(a) for a in args], capture_output=True, check=True).stdout
 
 
 def pipeline() -> dict[str, Any]:
@@ -123,10 +127,16 @@ def test_retrain_model_takes_no_push_url_author_or_file_from_variables() -> None
     assert 'push_url="https://oauth2:${RETRAIN_PUSH_TOKEN}@${CI_SERVER_HOST}/' in script
 
 
+class CiRepo(NamedTuple):
+    work: Path
+    remote: Path
+    registry: PackageRegistry
+
+
 @pytest.fixture
-def ci_repo(tmp_path: Path) -> tuple[Path, Path]:
-    """(work tree, bare remote): a repository with the job's files, pushed to the remote. The
-    remote records the push options it receives in push-options.txt."""
+def ci_repo(tmp_path: Path) -> Iterator[CiRepo]:
+    """A work tree with the job's files, pushed to a bare remote that records the push options
+    it receives in push-options.txt, and the project's package registry."""
     remote, work = tmp_path / "remote.git", tmp_path / "work"
     run("git", "init", "-q", "--bare", "-b", "main", remote)
     run("git", "-C", remote, "config", "receive.advertisePushOptions", "true")
@@ -145,20 +155,21 @@ def ci_repo(tmp_path: Path) -> tuple[Path, Path]:
     git(work, "commit", "-q", "-m", "runtime: new model code")
     git(work, "remote", "add", "origin", ORIGIN)
     git(work, "push", "-q", str(remote), "main")
-    return work, remote
+    with package_registry(JOB_TOKEN) as registry:
+        yield CiRepo(work, remote, registry)
 
 
 def retrain(
     gitlab_ci_local: Path,
-    work: Path,
-    remote: Path,
+    repo: CiRepo,
     *variables: str,
     inputs: tuple[str, ...] = (),
     check: bool = True,
 ) -> str:
     """Run the retrain-model stage as a pipeline trigger would; returns its output. Git sends
     the job's push to the project's URL to the local remote instead (url.<remote>.insteadOf):
-    the job itself has no way to push elsewhere."""
+    the job itself has no way to push elsewhere. GitLab's API is the package registry."""
+    work, remote = repo.work, repo.remote
     venv_bin = Path(sys.executable).parent  # aiops-runtime and python3 with the runtime's libs
     env = {
         **os.environ,
@@ -178,6 +189,10 @@ def retrain(
         *("--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_COMMIT_AUTHOR"),
         *("--variable", "CI_PIPELINE_SOURCE=trigger"),
         *("--variable", f"RETRAIN_PUSH_TOKEN={PUSH_TOKEN}"),  # a project variable in GitLab
+        # what GitLab sets for every job
+        *("--variable", f"CI_API_V4_URL={repo.registry.base}/api/v4"),
+        *("--variable", f"CI_PROJECT_ID={PROJECT_ID}"),
+        *("--variable", f"CI_JOB_TOKEN={JOB_TOKEN}"),
     ]
     for variable in variables:
         args += ["--variable", variable]
@@ -200,11 +215,11 @@ def remote_branches(remote: Path) -> list[str]:
 
 @pytest.mark.integration
 def test_retrain_model_pushes_one_commit_with_the_new_digest(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path], tmp_path: Path
+    gitlab_ci_local: Path, ci_repo: CiRepo, tmp_path: Path
 ) -> None:
-    work, remote = ci_repo
+    remote, registry = ci_repo.remote, ci_repo.registry
     before = remote_log(remote)
-    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=7")
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=7")
     assert "PASS  retrain-model" in out, out
     after = remote_log(remote)
     assert after[1:] == before, "the remote should receive exactly one new commit"
@@ -212,71 +227,95 @@ def test_retrain_model_pushes_one_commit_with_the_new_digest(
     assert run("git", "-C", remote, "log", "-1", "--format=%an", new).stdout.strip() == BOT
     assert "[skip ci]" in run("git", "-C", remote, "log", "-1", "--format=%s", new).stdout
     changed = run("git", "-C", remote, "diff", "--name-only", f"{new}~1", new).stdout.split()
-    # The new digests and the files they name, in one commit (the metrics may stay the same).
-    assert {MODELSERVICE, f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{MANIFEST_FILE}"} <= set(
-        changed
-    )
-    assert set(changed) <= {MODELSERVICE, *ARTIFACTS}
+    assert changed == [MODELSERVICE], "the new digests and where the files are, nothing else"
     pushed = yaml.safe_load(run("git", "-C", remote, "show", f"{new}:{MODELSERVICE}").stdout)
     expected = train(tmp_path / "seed7", seed=7, force=True).manifest
     committed = yaml.safe_load((REPO_ROOT / MODELSERVICE).read_text())
-    assert pushed["spec"]["model"]["sha256"] == expected["model"]["sha256"]
-    assert pushed["spec"]["model"]["sha256"] != committed["spec"]["model"]["sha256"]
-    assert pushed["spec"]["model"]["reference"]["sha256"] == expected["reference"]["sha256"]
-    pushed_model = run_bytes("git", "-C", remote, "show", f"{new}:{MODEL_DIR}/{MODEL_FILE}")
-    assert hashlib.sha256(pushed_model).hexdigest() == pushed["spec"]["model"]["sha256"]
+    model = pushed["spec"]["model"]
+    assert model["sha256"] == expected["model"]["sha256"]
+    assert model["sha256"] != committed["spec"]["model"]["sha256"]
+    assert model["reference"]["sha256"] == expected["reference"]["sha256"]
+    # The files went to the project's generic package <namespace>-<name>/<sha12>, and the
+    # ModelService downloads them from there: the bytes behind each URI have the pinned digest.
+    package = (f"{registry.base}/api/v4/projects/{PROJECT_ID}/packages/generic/"
+               f"aiops-quality-breast-cancer/{model['sha256'][:12]}")  # fmt: skip
+    assert model["uri"] == f"{package}/{MODEL_FILE}"
+    assert model["reference"]["uri"] == f"{package}/{REFERENCE_FILE}"
+    stored = {registry.base + path: data for path, data in registry.stored().items()}
+    assert set(stored) == {f"{package}/{n}" for n in (MODEL_FILE, REFERENCE_FILE, MANIFEST_FILE)}
+    assert hashlib.sha256(stored[model["uri"]]).hexdigest() == model["sha256"]
+    assert (
+        hashlib.sha256(stored[model["reference"]["uri"]]).hexdigest()
+        == (model["reference"]["sha256"])
+    )
+    assert json.loads(stored[f"{package}/{MANIFEST_FILE}"])["seed"] == 7
     assert pushed["spec"]["image"].endswith(f"/aiops-quality-runtime:{before[0][:8]}")
+    assert JOB_TOKEN not in out.replace(f"CI_JOB_TOKEN={JOB_TOKEN}", "")
+
+
+@pytest.mark.integration
+def test_a_refused_upload_fails_the_job_before_anything_is_committed(
+    gitlab_ci_local: Path, ci_repo: CiRepo
+) -> None:
+    remote, registry = ci_repo.remote, ci_repo.registry
+    registry.token = "another-token"  # the registry does not accept this job's token
+    before = remote_log(remote)
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=7", check=False)
+    assert "FAIL  retrain-model" in out, out
+    assert "401" in out
+    assert registry.refused, "the upload was attempted"
+    assert remote_log(remote) == before
 
 
 @pytest.mark.integration
 def test_retrain_model_does_not_run_again_on_its_own_commit(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+    gitlab_ci_local: Path, ci_repo: CiRepo
 ) -> None:
-    work, remote = ci_repo
-    retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=7")
+    work, remote = ci_repo.work, ci_repo.remote
+    retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=7")
     after_first = remote_log(remote)
     # What GitLab would set for the bot's commit (gitlab-ci-local does not set CI_COMMIT_AUTHOR):
     # the job's rules exclude it.
     author = run("git", "-C", work, "log", "-1", "--format=%an <%ae>").stdout.strip()
-    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=8", f"CI_COMMIT_AUTHOR={author}")
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=8", f"CI_COMMIT_AUTHOR={author}")
     assert "retrain-model" not in out
     # Without that variable the job starts, and its own check of HEAD's author stops it.
-    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=8")
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=8")
     assert f"HEAD is a commit of {BOT}; not retraining on it" in out
     # The guard's name is not a variable: a trigger cannot rename the bot to get past it.
-    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=8", "RETRAIN_AUTHOR_NAME=Dev")
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=8", "RETRAIN_AUTHOR_NAME=Dev")
     assert f"HEAD is a commit of {BOT}; not retraining on it" in out
     assert remote_log(remote) == after_first
 
 
 @pytest.mark.integration
 def test_retrain_with_unchanged_artifacts_and_image_commits_nothing(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+    gitlab_ci_local: Path, ci_repo: CiRepo
 ) -> None:
-    work, remote = ci_repo
+    work, remote = ci_repo.work, ci_repo.remote
     committed = yaml.safe_load((work / MODELSERVICE).read_text())
     repository, tag = committed["spec"]["image"].rsplit(":", 1)
     same_image = (f"RUNTIME_IMAGE={repository}", f"CI_COMMIT_SHORT_SHA={tag}")
     # The first retrain commits only if this machine's BLAS gives other bytes than the shipped
     # ones; either way the remote then holds what this machine trains with seed 42.
-    retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=42", *same_image)
+    retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=42", *same_image)
     git(work, "fetch", "-q", str(remote), "main")
     git(work, "reset", "-q", "--hard", "FETCH_HEAD")
     git(work, "commit", "-q", "--allow-empty", "-m", "docs: a developer's commit on top")
     git(work, "push", "-q", str(remote), "main")
     before = remote_log(remote)
-    out = retrain(gitlab_ci_local, work, remote, "RETRAIN_SEED=42", *same_image)
+    out = retrain(gitlab_ci_local, ci_repo, "RETRAIN_SEED=42", *same_image)
     assert "already points at these artifacts; nothing to commit" in out
     assert remote_log(remote) == before
 
 
 @pytest.mark.integration
 def test_a_trigger_overriding_the_old_variables_still_pushes_only_the_named_modelservice(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path], tmp_path: Path
+    gitlab_ci_local: Path, ci_repo: CiRepo, tmp_path: Path
 ) -> None:
     """The variables retrain-model used to take its push URL, bot name and files from, set as
     a hostile trigger would: none of them has any effect any more."""
-    work, remote = ci_repo
+    work, remote = ci_repo.work, ci_repo.remote
     elsewhere = tmp_path / "attacker.git"
     run("git", "init", "-q", "--bare", "-b", "main", elsewhere)
     (work / "examples" / "decoy.yaml").write_text("kind: ConfigMap\n")
@@ -285,7 +324,7 @@ def test_a_trigger_overriding_the_old_variables_still_pushes_only_the_named_mode
     git(work, "push", "-q", str(remote), "main")
     before = remote_log(remote)
     out = retrain(
-        gitlab_ci_local, work, remote, "RETRAIN_SEED=7",
+        gitlab_ci_local, ci_repo, "RETRAIN_SEED=7",
         f"RETRAIN_PUSH_URL={elsewhere}", "RETRAIN_AUTHOR_NAME=Mallory",
         "MODELSERVICE_FILE=examples/decoy.yaml", "MODEL_DIR=examples",
         inputs=("modelservice=breast-cancer", "namespace=aiops-quality"),
@@ -297,7 +336,7 @@ def test_a_trigger_overriding_the_old_variables_still_pushes_only_the_named_mode
     assert run("git", "-C", remote, "log", "-1", "--format=%an", new).stdout.strip() == BOT
     changed = run("git", "-C", remote, "diff", "--name-only", f"{new}~1", new).stdout.split()
     assert MODELSERVICE in changed
-    assert set(changed) <= {MODELSERVICE, *ARTIFACTS}
+    assert changed == [MODELSERVICE]
     assert PUSH_TOKEN not in out.replace(f"RETRAIN_PUSH_TOKEN={PUSH_TOKEN}", "")
 
 
@@ -313,11 +352,11 @@ def test_a_trigger_overriding_the_old_variables_still_pushes_only_the_named_mode
     ],
 )
 def test_inputs_outside_their_patterns_are_refused_before_any_job_runs(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path], hostile: str
+    gitlab_ci_local: Path, ci_repo: CiRepo, hostile: str
 ) -> None:
-    work, remote = ci_repo
+    remote = ci_repo.remote
     before = remote_log(remote)
-    out = retrain(gitlab_ci_local, work, remote, inputs=(hostile,), check=False)
+    out = retrain(gitlab_ci_local, ci_repo, inputs=(hostile,), check=False)
     assert "does not match required regex" in out, out
     assert "PASS  retrain-model" not in out
     assert remote_log(remote) == before
@@ -325,13 +364,13 @@ def test_inputs_outside_their_patterns_are_refused_before_any_job_runs(
 
 @pytest.mark.integration
 def test_a_modelservice_not_in_the_repository_is_refused_without_a_commit(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+    gitlab_ci_local: Path, ci_repo: CiRepo
 ) -> None:
     """Another team's drift cannot bump the example: the job bumps only what the trigger names."""
-    work, remote = ci_repo
+    remote = ci_repo.remote
     before = remote_log(remote)
     out = retrain(
-        gitlab_ci_local, work, remote, "RETRAIN_SEED=7",
+        gitlab_ci_local, ci_repo, "RETRAIN_SEED=7",
         inputs=("modelservice=breast-cancer", "namespace=team-b"), check=False,
     )  # fmt: skip
     assert "no ModelService team-b/breast-cancer in examples/modelservice*.yaml" in out, out
@@ -341,12 +380,12 @@ def test_a_modelservice_not_in_the_repository_is_refused_without_a_commit(
 
 @pytest.mark.integration
 def test_merge_request_mode_pushes_a_retrain_branch_and_asks_for_a_merge_request(
-    gitlab_ci_local: Path, ci_repo: tuple[Path, Path]
+    gitlab_ci_local: Path, ci_repo: CiRepo
 ) -> None:
-    work, remote = ci_repo
+    remote = ci_repo.remote
     before = remote_log(remote)
     out = retrain(
-        gitlab_ci_local, work, remote, "RETRAIN_SEED=7", "RETRAIN_MERGE_REQUEST=true",
+        gitlab_ci_local, ci_repo, "RETRAIN_SEED=7", "RETRAIN_MERGE_REQUEST=true",
         inputs=("modelservice=breast-cancer", "namespace=aiops-quality"),
     )  # fmt: skip
     assert "PASS  retrain-model" in out, out

@@ -149,3 +149,67 @@ def raw_server(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class PackageRegistry:
+    """A stand-in for GitLab's generic package API: PUT stores a file (with the job token),
+    GET serves it, unauthenticated, as a public project's registry does."""
+
+    base: str
+    token: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # paths PUT without the right token
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stored(self) -> dict[str, bytes]:
+        with self.lock:
+            return dict(self.files)
+
+
+@contextmanager
+def package_registry(token: str, host: str = "127.0.0.1") -> Iterator[PackageRegistry]:
+    """A threaded server on a free port of `host` (the host end of a real node's link, so that
+    pods download from it)."""
+    registry = PackageRegistry(base="", token=token)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self) -> None:
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.headers.get("JOB-TOKEN") != registry.token:
+                with registry.lock:
+                    registry.refused.append(self.path)
+                self._send(401, b'{"message": "401 Unauthorized"}')
+                return
+            with registry.lock:
+                registry.files[self.path] = data
+            self._send(201, b'{"message": "201 Created"}')
+
+        def do_GET(self) -> None:
+            with registry.lock:
+                data = registry.files.get(self.path)
+            if data is None:
+                self._send(404, b'{"message": "404 Not Found"}')
+            else:
+                self._send(200, data, "application/octet-stream")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    registry.base = f"http://{host}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield registry
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
