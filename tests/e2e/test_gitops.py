@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from demo_traffic import held_out_rows, post
 from gitops import COMPONENTS, GitOps
 from localcluster import ClusterError, LocalCluster, temporary_cluster
 
-from tests.e2e.conftest import EXAMPLE, NAME, NAMESPACE, Images, kubectl_json
-from tests.helpers import REPO_ROOT
+from tests.e2e.conftest import EXAMPLE, NAME, NAMESPACE, Images, kubectl_json, port_forward
+from tests.helpers import REPO_ROOT, pinned_tool
+from tests.loop.loop_helpers import FakeServer, PackageRegistry, fake_server, package_registry
 from tests.operator.operator_helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,6 +40,12 @@ pytestmark = pytest.mark.integration
 ARGOCD = REPO_ROOT / "argocd"
 GITOPS = REPO_ROOT / "hack" / "gitops.py"
 SECOND = "second-model"
+# What the retrain job needs from the repository, beside the charts and the ModelServices.
+JOB_FILES = (".gitlab-ci.yml", "hack/bump-modelservice.py", "hack/upload-artifacts.py")
+JOB_TOKEN = "glcbt-gitops-job-token"
+TRIGGER_SECRET, TRIGGER_KEY = "aiops-retrain-trigger", "trigger"
+# A small drift window so that a few hundred rows decide (as tests/e2e/test_drift_loop.py).
+WINDOW, CHECK_EVERY, THRESHOLD = 50, 25, 0.02
 # Push to Healthy, measured here at 8 s (the push's refresh, the sync, the rollout of a real pod).
 SYNC_BOUND_S = 180
 
@@ -46,6 +58,8 @@ class Stack:
     gitops: GitOps
     work: Path
     images: Images
+    gitlab: FakeServer  # the pipeline trigger API, on the host end of the node's link
+    registry: PackageRegistry  # the generic package API, where pods download models from
 
     def git(self, *args: str) -> str:
         dev = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
@@ -81,7 +95,9 @@ class Stack:
         """What Argo CD, the ModelServices and the operator say, for a failure message."""
         lines = []
         for name in ("aiops-operator", "aiops-modelservices"):
-            status = self.application(name).get("status", {})
+            got = self.cluster.kubectl("-n", "argocd", "get", "application", name, "-o", "json",
+                                       check=False)  # fmt: skip
+            status = json.loads(got.stdout).get("status", {}) if got.returncode == 0 else {}
             lines.append(f"--- Application {name}: sync {status.get('sync', {}).get('status')}"
                          f" health {status.get('health', {}).get('status')}"
                          f" op {status.get('operationState', {}).get('message')}")  # fmt: skip
@@ -140,17 +156,26 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         pytest.fail(f"gitops up failed:\n{up.stdout}\n{up.stderr[-4000:]}", pytrace=False)
     assert up.stdout.strip().splitlines()[-1] == f"git={gitops.git_url}"
     work = tmp_path_factory.mktemp("gitops") / "work"
-    result = Stack(cluster=cluster, gitops=gitops, work=work, images=images)
+    pipeline = {"id": 4711, "web_url": "http://gitlab.invalid/group/model/-/pipelines/4711"}
     try:
-        subprocess.run(["git", "clone", "-q", gitops.git_url, str(work)], check=True)
-        subprocess.run(["cp", "-r", str(REPO_ROOT / "charts"), str(work / "charts")], check=True)
-        (work / "examples").mkdir()
-        (work / "examples" / "modelservice.yaml").write_text(
-            modelservice_file(images.runtime, NAME)
-        )
-        result.git("symbolic-ref", "HEAD", "refs/heads/main")
-        result.commit_and_push("the operator chart and the example ModelService")
-        yield result
+        with (
+            fake_server(201, pipeline, host=cluster.address) as gitlab,
+            package_registry(JOB_TOKEN, host=cluster.address) as registry,
+        ):
+            result = Stack(cluster, gitops, work, images, gitlab, registry)
+            subprocess.run(["git", "clone", "-q", gitops.git_url, str(work)], check=True)
+            subprocess.run(["cp", "-r", str(REPO_ROOT / "charts"), str(work / "charts")],
+                           check=True)  # fmt: skip
+            for name in JOB_FILES:
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                (work / name).write_bytes((REPO_ROOT / name).read_bytes())
+            (work / "examples").mkdir()
+            (work / "examples" / "modelservice.yaml").write_text(
+                modelservice_file(images.runtime, NAME)
+            )
+            result.git("symbolic-ref", "HEAD", "refs/heads/main")
+            result.commit_and_push("the operator chart, the example ModelService, the pipeline")
+            yield result
     finally:
         gitops.stop()
         cluster.stop()
@@ -162,8 +187,13 @@ def operator_app(stack: Stack) -> Stack:
     projects = shipped("projects.yaml", stack.gitops.git_url)
     (app,) = shipped("operator.yaml", stack.gitops.git_url)
     repository, tag = stack.images.operator.rsplit(":", 1)
-    app["spec"]["source"]["helm"]["valuesObject"]["image"] = {
-        "repository": repository, "tag": tag, "pullPolicy": "Never",
+    values = app["spec"]["source"]["helm"]["valuesObject"]
+    values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+    # Quick drift reads, and retrain triggers only to the tests' GitLab stand-in (plain http);
+    # the ModelServices' namespace opts in to the trigger Secret from the chart.
+    values["settings"] = {
+        "driftPollIntervalS": 2, "driftBackoffMaxS": 4, "retrainAllowHttp": True,
+        "retrainUrlPrefixes": f"{stack.gitlab.base}/api/v4/projects/",
     }  # fmt: skip
     manifests = {"apiVersion": "v1", "kind": "List", "items": [*projects, app]}
     stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
@@ -322,6 +352,165 @@ def test_the_project_refuses_a_committed_configmap_and_the_fix_syncs_at_once(
              .get("revision") == head and stack.synced_and_healthy("aiops-modelservices"),
              60)  # fmt: skip
     print(f"fix push to Synced: {time.monotonic() - pushed:.1f}s")
+
+
+def retrain_modelservice(image: str, secret: str) -> str:
+    """The example with the retrain action, a small window, and a trigger Secret."""
+    doc = yaml.safe_load(modelservice_file(image, NAME))
+    doc["spec"]["drift"] = {
+        "detector": "mmd", "pValueThreshold": THRESHOLD, "windowSize": WINDOW,
+        "checkEvery": CHECK_EVERY, "consecutive": 2, "action": "retrain",
+        "retrain": {"triggerSecretRef": {"name": secret, "key": TRIGGER_KEY}, "cooldown": "1h"},
+    }  # fmt: skip
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def drift_state(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/drift", timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def send_checked(url: str, rows: np.ndarray) -> dict[str, Any]:
+    """POST rows in batches of checkEvery and wait for the runtime to check each batch."""
+    drift = drift_state(url)
+    for start in range(0, len(rows), CHECK_EVERY):
+        batch = rows[start : start + CHECK_EVERY].tolist()
+        post(url, {"instances": batch})
+        samples = drift["samples_seen"] + len(batch)
+        due = 0 if samples < WINDOW else (samples - WINDOW) // CHECK_EVERY + 1
+        drift = wait_for(f"{due} drift checks", lambda due=due: (
+            (d := drift_state(url))["checks"] + d["checks_skipped"] >= due and d), 60)  # fmt: skip
+    return drift
+
+
+def run_retrain_job(stack: Stack, form: dict[str, str], tmp_path: Path) -> str:
+    """What GitLab's runner does with the trigger: retrain-model with the trigger's inputs, in
+    a fresh clone of the repository Argo CD syncs, pushing back to it; GitLab's API (the
+    package registry) is the stand-in. Returns the job's output."""
+    work = tmp_path / "job"
+    subprocess.run(["git", "clone", "-q", stack.gitops.git_url, str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "remote", "set-url", "origin",
+                    "https://gitlab.example.com/aiops/aiops-quality.git"], check=True)  # fmt: skip
+    repository, tag = stack.images.runtime.rsplit(":", 1)
+    push_token = "glpat-gitops-push"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{stack.gitops.git_url}.insteadOf",
+        "GIT_CONFIG_VALUE_0": f"https://oauth2:{push_token}@gitlab.example.com/aiops/aiops-quality.git",
+    }
+    variables = {
+        "CI_PIPELINE_SOURCE": "trigger", "RETRAIN_SEED": "7", "RETRAIN_PUSH_TOKEN": push_token,
+        "CI_API_V4_URL": f"{stack.registry.base}/api/v4", "CI_PROJECT_ID": "1",
+        "CI_JOB_TOKEN": JOB_TOKEN,
+        # the runtime image CI built for this commit: here, the image the node already holds
+        "RUNTIME_IMAGE": repository, "CI_COMMIT_SHORT_SHA": tag,
+    }  # fmt: skip
+    inputs = {k[len("inputs[") : -1]: v for k, v in form.items() if k.startswith("inputs[")}
+    args = [
+        "--stage",
+        "retrain-model",
+        "--force-shell-executor",
+        "--home",
+        str(tmp_path / "h"),
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE,CI_COMMIT_AUTHOR,CI_COMMIT_SHORT_SHA",
+    ]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    # As strings, as GitLab gets them from the form (gitlab-ci-local's --input would make
+    # "0.0123" a number): its inputs file, quoted by YAML.
+    (work / ".gitlab-ci-local-inputs.yml").write_text(yaml.safe_dump(inputs))
+    proc = subprocess.run([str(pinned_tool("gitlab-ci-local")), *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return proc.stdout + proc.stderr
+
+
+def test_drift_retrains_and_the_new_model_rolls_out_through_git(
+    modelservices_app: tuple[Stack, float], tmp_path: Path
+) -> None:
+    """The loop, automated: drift on the runtime -> the operator triggers the pipeline -> the
+    retrain-model job uploads the model and commits its digest -> Argo CD syncs -> the operator
+    rolls the Deployment -> a pod serves the new model; more drift inside the cooldown does not
+    trigger again."""
+    stack, _ = modelservices_app
+    token = f"glptt-{secrets.token_hex(8)}"
+    trigger = f"{stack.gitlab.base}/api/v4/projects/1/trigger/pipeline"
+    secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": TRIGGER_SECRET, "namespace": NAMESPACE},
+        "stringData": {TRIGGER_KEY: json.dumps({"url": trigger, "token": token})},
+    }  # fmt: skip
+    stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    # The namespace admin lets the operator read that Secret (README, retrain set-up step 4).
+    stack.cluster.kubectl(
+        "-n", NAMESPACE, "create", "rolebinding", "aiops-retrain-trigger",
+        "--clusterrole=aiops-operator-retrain-trigger",
+        "--serviceaccount=aiops-system:aiops-operator",
+    )  # fmt: skip
+    (stack.work / "examples" / "modelservice.yaml").write_text(
+        retrain_modelservice(stack.images.runtime, TRIGGER_SECRET)
+    )
+    stack.commit_and_push("breast-cancer retrains on drift")
+    ms = lambda: kubectl_json(stack.cluster, "-n", NAMESPACE, "get", "modelservice", NAME)  # noqa: E731
+    wait_for("the retrain spec observed and Ready", lambda: (
+        (m := ms())["spec"]["drift"]["action"] == "retrain"
+        and m["status"].get("observedGeneration") == m["metadata"]["generation"]
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in m["status"]["conditions"])
+    ), SYNC_BOUND_S)  # fmt: skip
+    old_digest = ms()["status"]["modelDigest"]
+    rows = np.asarray(held_out_rows(300))
+    with port_forward(stack.cluster, NAMESPACE, f"svc/{NAME}", 8000) as url:
+        wait_for("the runtime to run the small window",
+                 lambda: drift_state(url)["window_size"] == WINDOW, 60)  # fmt: skip
+        send_checked(url, rows[:50])
+        send_checked(url, rows[50:150] * 1.5)
+        wait_for("a drift event in the runtime", lambda: drift_state(url)["drift_events"] >= 1, 60)
+    drifted = time.monotonic()
+    (request,) = wait_for("the retrain trigger", stack.gitlab.received, 60)
+    assert request.form["token"] == token
+    assert request.form["inputs[modelservice]"] == NAME
+    assert request.form["inputs[namespace]"] == NAMESPACE
+    out = run_retrain_job(stack, request.form, tmp_path)
+    assert "PASS  retrain-model" in out, out
+    stack.git("fetch", "-q", "origin")
+    stack.git("reset", "-q", "--hard", "origin/main")  # the job's commit, as Argo CD sees it
+    committed = yaml.safe_load((stack.work / "examples" / "modelservice.yaml").read_text())
+    new_sha = committed["spec"]["model"]["sha256"]
+    assert f"sha256:{new_sha}" != old_digest
+    assert committed["spec"]["model"]["uri"].startswith(f"{stack.registry.base}/api/v4/")
+
+    def rolled_out() -> bool:
+        m = ms()
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in m["status"].get("conditions", []))  # fmt: skip
+        return m["status"].get("modelDigest") == f"sha256:{new_sha}" and ready
+
+    try:
+        wait_for("the new digest in status and the new pods Ready", rolled_out, SYNC_BOUND_S)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
+    print(f"drift event to the new model served: {time.monotonic() - drifted:.1f}s"
+          " (including the job)")  # fmt: skip
+    with port_forward(stack.cluster, NAMESPACE, f"svc/{NAME}", 8000) as url:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as resp:
+            ready = json.loads(resp.read())
+        assert ready["sha256"] == new_sha, ready  # the pod loaded the uploaded model
+        # Drift again, inside the cooldown: no second pipeline.
+        send_checked(url, rows[150:200])
+        send_checked(url, rows[200:300] * 1.5)
+        wait_for("a drift event on the new model",
+                 lambda: drift_state(url)["drift_events"] >= 1, 60)  # fmt: skip
+
+    def skipped() -> list[dict[str, Any]]:
+        selector = "reason=RetrainSkipped"
+        found = kubectl_json(stack.cluster, "-n", NAMESPACE, "get", "events",
+                             "--field-selector", selector)["items"]  # fmt: skip
+        return list(found)
+
+    wait_for("the RetrainSkipped Event (cooldown)", skipped, 60)
+    assert len(stack.gitlab.received()) == 1
 
 
 def test_gitops_down_stops_every_process_it_started(stack: Stack) -> None:
