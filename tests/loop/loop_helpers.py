@@ -80,10 +80,17 @@ def fake_server(
     fake = FakeServer(status=status, body=body if body is not None else {}, host=host)
     server = ThreadingHTTPServer((host, port), _handler(fake))
     fake.port = int(server.server_address[1])
+    with _serving(server):
+        yield fake
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """Serve in a thread for the duration of the block, then stop and close."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield fake
+        yield
     finally:
         server.shutdown()
         server.server_close()
@@ -141,14 +148,8 @@ def raw_server(
 
     server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(server):
         yield RawServer(base=f"http://{host}:{server.server_address[1]}", written=written)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass
@@ -205,11 +206,5 @@ def package_registry(token: str, host: str = "127.0.0.1") -> Iterator[PackageReg
 
     server = ThreadingHTTPServer((host, 0), Handler)
     registry.base = f"http://{host}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(server):
         yield registry
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
