@@ -8,6 +8,7 @@
 #             pinned default is python:3.11-slim-bookworm, CPython 3.11.16 in /usr/local)
 #   runtime   buildah bud Dockerfile.runtime  --build-arg PYTHON_IMAGE=<base>
 #   operator  buildah bud Dockerfile.operator --build-arg PYTHON_IMAGE=<base>
+#   retrain   buildah bud Dockerfile.runtime --target retrain (the runtime plus git: CI's job)
 #   pause     FROM scratch + pause.c of k8s.io/kubernetes (gcc -Os -static, as build/pause/Makefile)
 #
 # Each result is keyed by what determines it (the base: its recipe and the apt mirror; an image:
@@ -19,17 +20,23 @@
 # Needs root and the Debian packages buildah debootstrap runc uidmap fuse-overlayfs, plus gcc and
 # Go (for the pause module). Progress goes to stderr; stdout ends with
 #   base=<ref>  pause=<ref>  pause_archive=<file>  runtime_archive=<file>  operator_archive=<file>
+#   retrain_archive=<file>  retrain=<ref>
 #   runtime=<ref>
 #   operator=<ref>
 #
 # `hack/images.sh pause` builds only the pause image (what a node needs to start) and prints
-# its two lines.
+# its two lines. `hack/images.sh run-job <ref> <dir>` runs a CI job's script in a built image
+# as GitLab's docker executor would (as root): <dir> is mounted at /job, the script is
+# /job/job.sh (bash -eo pipefail), its variables are the KEY=VALUE lines of /job/job.env, and it
+# starts in /job/work.
 set -euo pipefail
-only_pause=false
+only_pause=false job_ref="" job_dir=""
 case "${1:-}" in
   "") ;;
   pause) only_pause=true ;;
-  *) echo "usage: $0 [pause]" >&2; exit 2 ;;
+  run-job) [ $# -eq 3 ] || { echo "usage: $0 run-job <ref> <dir>" >&2; exit 2; }
+           job_ref=$2 job_dir=$(cd "$3" && pwd) ;;
+  *) echo "usage: $0 [pause | run-job <ref> <dir>]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -98,6 +105,7 @@ cleanup() {
 trap cleanup EXIT
 work=$(mktemp -d "$cache/work.XXXXXX")
 
+
 new_container() {  # new_container <image>: sets c to a new working container, removed on exit
   c=$("${BA[@]}" from --pull-never --quiet "$1")
   containers+=("$c")
@@ -114,6 +122,16 @@ drop_container() { "${BA[@]}" rm "$1" >/dev/null; forget_container "$1"; }
 has_image() { "${BA[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
 sha() { sha256sum | cut -c1-"${1:-64}"; }
+
+if [ -n "$job_ref" ]; then
+  has_image "$job_ref" || die "no image $job_ref: build it first (hack/images.sh)"
+  new_container "$job_ref"
+  job_env=()
+  while IFS= read -r line; do [ -z "$line" ] || job_env+=(--env "$line"); done <"$job_dir/job.env"
+  "${BA[@]}" run --isolation chroot --user 0:0 --volume "$job_dir:/job" --workingdir /job/work \
+    "${job_env[@]}" "$c" -- bash -eo pipefail /job/job.sh
+  exit 0
+fi
 
 # The Debian mirror of the host's apt sources (deb822 or one-line format): that is where
 # debootstrap may fetch from. DEBIAN_MIRROR overrides.
@@ -336,8 +354,18 @@ smoke_operator() {  # smoke_operator <ref>: entry point, USER, the CRD it genera
   drop_container "$c"
 }
 
-build_image() {  # build_image <name> <Dockerfile> <smoke function>; sets ref and archive
-  local name=$1 dockerfile=$2 smoke=$3 key started mounts=()
+smoke_retrain() {  # smoke_retrain <ref>: the runtime's entry point, git, the runtime's USER
+  local c
+  new_container "$1"
+  "${BA[@]}" run --isolation chroot "$c" -- aiops-runtime train --help >/dev/null
+  "${BA[@]}" run --isolation chroot "$c" -- git --version >&2
+  runs_as "$c" 10001:10001
+  log "$1: aiops-runtime train and git run (as UID 10001, chrooted)"
+  drop_container "$c"
+}
+
+build_image() {  # build_image <name> <Dockerfile> <smoke function> [target]; sets ref, archive
+  local name=$1 dockerfile=$2 smoke=$3 target=${4:-} key started mounts=() targets=()
   key=$(image_key "$dockerfile")
   ref="localhost/aiops-quality-$name:$key"
   archive="$archives/aiops-quality-$name-$key.oci.tar"
@@ -347,8 +375,10 @@ build_image() {  # build_image <name> <Dockerfile> <smoke function>; sets ref an
     log "building $ref from $dockerfile on $base_ref"
     # pip in the RUN steps trusts the host's CA bundle (a TLS-intercepting proxy's CA, maybe).
     [ -r "$HOST_CA" ] && mounts=(-v "$HOST_CA:$HOST_CA:ro")
+    [ -z "$target" ] || targets=(--target "$target")
     (cd "$repo" && "${BA[@]}" bud --isolation chroot --pull-never --layers=false \
-      --build-arg "PYTHON_IMAGE=$base_ref" "${mounts[@]}" -f "$dockerfile" -t "$ref" . >"$work/$name.log" 2>&1) \
+      --build-arg "PYTHON_IMAGE=$base_ref" "${mounts[@]}" "${targets[@]}" -f "$dockerfile" \
+      -t "$ref" . >"$work/$name.log" 2>&1) \
       || { tail -n 40 "$work/$name.log" >&2; die "building $dockerfile failed (log above)"; }
     unverified=$ref
     "$smoke" "$ref"
@@ -365,12 +395,15 @@ build_image runtime Dockerfile.runtime smoke_runtime
 runtime_ref=$ref runtime_archive=$archive
 build_image operator Dockerfile.operator smoke_operator
 operator_ref=$ref operator_archive=$archive
+build_image retrain Dockerfile.runtime smoke_retrain retrain
+retrain_ref=$ref retrain_archive=$archive
 
 # Older builds only take room in the storage (vfs keeps a full copy of every layer); their
 # archives stay in the cache.
 "${BA[@]}" images --noheading --format '{{.Name}}:{{.Tag}}' \
-  | grep -E '^localhost/(aiops-python|aiops-quality-runtime|aiops-quality-operator|pause):' \
+  | grep -E '^localhost/(aiops-python|aiops-quality-(runtime|operator|retrain)|pause):' \
   | grep -vxF -e "$base_ref" -e "$pause_ref" -e "$runtime_ref" -e "$operator_ref" \
+    -e "$retrain_ref" \
   | xargs -r "${BA[@]}" rmi >/dev/null || true
 
 for a in "$pause_archive" "$runtime_archive" "$operator_archive"; do
@@ -381,5 +414,7 @@ echo "pause=$pause_ref"
 echo "pause_archive=$pause_archive"
 echo "runtime_archive=$runtime_archive"
 echo "operator_archive=$operator_archive"
+echo "retrain_archive=$retrain_archive"
+echo "retrain=$retrain_ref"
 echo "runtime=$runtime_ref"
 echo "operator=$operator_ref"

@@ -77,8 +77,14 @@ def test_images_are_built_from_both_dockerfiles_and_tagged_with_the_commit() -> 
 
 
 def kaniko_destinations(**ci: str) -> list[str]:
-    """The --destination arguments the build jobs' script gives kaniko, as a POSIX shell (the
-    kaniko debug image's busybox sh; here dash) expands them for these CI variables."""
+    """The --destination arguments the build jobs' script gives kaniko."""
+    args = kaniko_args(**ci)
+    return [args[i + 1] for i, a in enumerate(args) if a == "--destination"]
+
+
+def kaniko_args(**ci: str) -> list[str]:
+    """The arguments the build jobs' script gives kaniko, as a POSIX shell (the kaniko debug
+    image's busybox sh; here dash) expands them for these CI variables."""
     (script,) = pipeline()[".kaniko"]["script"]
     assert script.startswith("/kaniko/executor ")
     # kaniko stands in as a function that prints each argument it gets on a line
@@ -87,8 +93,7 @@ def kaniko_destinations(**ci: str) -> list[str]:
     env = {"PATH": os.environ["PATH"], "IMAGE": "registry.example/x/aiops-quality-runtime", **ci}
     proc = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env,
                           check=True)  # fmt: skip
-    args = proc.stdout.splitlines()
-    return [args[i + 1] for i, a in enumerate(args) if a == "--destination"]
+    return proc.stdout.splitlines()
 
 
 def test_a_release_tag_pushes_the_version_the_chart_deploys_besides_the_commit_tag() -> None:
@@ -99,6 +104,9 @@ def test_a_release_tag_pushes_the_version_the_chart_deploys_besides_the_commit_t
     assert branch == [f"{image}:abc12345"]
     tagged = kaniko_destinations(CI_COMMIT_SHORT_SHA="abc12345", CI_COMMIT_TAG=f"v{version}")
     assert tagged == [f"{image}:abc12345", f"{image}:{version}"]
+    retrain = kaniko_args(CI_COMMIT_SHORT_SHA="abc12345", TARGET="retrain")
+    assert retrain[retrain.index("--target") + 1] == "retrain"
+    assert "--target" not in kaniko_args(CI_COMMIT_SHORT_SHA="abc12345")
     rules = [r["if"] for r in pipeline()[".kaniko"]["rules"]]
     release = next(r for r in rules if "CI_COMMIT_TAG" in r)
     pattern = release.split("=~ /", 1)[1].rsplit("/", 1)[0]

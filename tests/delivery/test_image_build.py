@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.delivery.delivery_helpers import REPO_ROOT, run
+from tests.loop.loop_helpers import package_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -117,7 +118,8 @@ def readable_by_anyone(image: OciImage, path: str) -> bool:
 def test_refs_are_printed_last_and_every_archive_exists(built: dict[str, str]) -> None:
     assert built["runtime"].startswith("localhost/aiops-quality-runtime:")
     assert built["operator"].startswith("localhost/aiops-quality-operator:")
-    for name in ("runtime_archive", "operator_archive", "pause_archive"):
+    assert built["retrain"].startswith("localhost/aiops-quality-retrain:")
+    for name in ("runtime_archive", "operator_archive", "retrain_archive", "pause_archive"):
         archive = Path(built[name])
         assert archive.is_file(), archive
         assert archive.stat().st_size > 0, archive
@@ -168,3 +170,65 @@ def test_pause_image_is_the_static_pause_binary_alone(built: dict[str, str]) -> 
     assert set(image.contents) == {"/pause"}
     assert image.contents["/pause"][:4] == b"\x7fELF"
     assert [p for p in image.members if p != "/"] == ["/pause"], sorted(image.members)
+
+
+def job_script(job: dict[str, Any], inputs: dict[str, str]) -> str:
+    """A job's script as GitLab runs it: its lines in order, `$[[ inputs.x ]]` interpolated
+    (GitLab does that when it creates the pipeline)."""
+    script = "\n".join(job["script"]) + "\n"
+    for name, value in inputs.items():
+        script = script.replace(f"$[[ inputs.{name} ]]", value)
+    assert "$[[" not in script, "every input the script uses is given"
+    return script
+
+
+def test_the_retrain_job_runs_in_the_retrain_image(built: dict[str, str], tmp_path: Path) -> None:
+    """retrain-model's script, run as GitLab's docker executor would in the image CI builds for
+    it (`--target retrain`): it trains, uploads to the package registry stand-in, commits with
+    the image's git and pushes to a local bare repository (git's insteadOf for the project URL)."""
+    job = tmp_path / "job"
+    work, remote = job / "work", job / "remote.git"
+    run("git", "init", "-q", "--bare", "-b", "main", remote)
+    run("git", "init", "-q", "-b", "main", work)
+    files = [".gitlab-ci.yml", "examples/modelservice.yaml", "hack/bump-modelservice.py",
+             "hack/upload-artifacts.py"]  # fmt: skip
+    for name in files:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes((REPO_ROOT / name).read_bytes())
+    dev = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
+    run("git", "-C", work, *dev, "add", *files)
+    run("git", "-C", work, *dev, "commit", "-q", "-m", "runtime: new model code")
+    run("git", "-C", work, "push", "-q", str(remote), "main")
+    _, pipeline = yaml.safe_load_all((REPO_ROOT / ".gitlab-ci.yml").read_text())
+    retrain = pipeline["retrain-model"]
+    inputs = {"modelservice": "breast-cancer", "namespace": "aiops-quality", "drift_time": "",
+              "drift_p_value": ""}  # fmt: skip
+    (job / "job.sh").write_text(job_script(retrain, inputs))
+    token, push_token = "glcbt-image-job", "glpat-image-push"
+    with package_registry(token) as registry:
+        variables = {
+            **{k: str(v) for k, v in retrain["variables"].items()},
+            "HOME": "/root", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main",
+            "CI_COMMIT_SHORT_SHA": "abc12345", "CI_PIPELINE_ID": "7",
+            "CI_SERVER_HOST": "gitlab.example.com", "CI_PROJECT_PATH": "aiops/aiops-quality",
+            "CI_API_V4_URL": f"{registry.base}/api/v4", "CI_PROJECT_ID": "42",
+            "CI_JOB_TOKEN": token, "RETRAIN_SEED": "7", "RETRAIN_PUSH_TOKEN": push_token,
+            "RUNTIME_IMAGE": "registry.example/aiops/aiops-quality-runtime",
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "url./job/remote.git.insteadOf",
+            "GIT_CONFIG_VALUE_0":
+                f"https://oauth2:{push_token}@gitlab.example.com/aiops/aiops-quality.git",
+        }  # fmt: skip
+        (job / "job.env").write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+        proc = run(REPO_ROOT / "hack" / "images.sh", "run-job", built["retrain"], job,
+                   timeout=600)  # fmt: skip
+        stored = registry.stored()
+    out = proc.stdout + proc.stderr
+    log = run("git", "-C", remote, "log", "--format=%an %s", "main").stdout.splitlines()
+    assert len(log) == 2, out
+    assert log[0].startswith("aiops-retrain-bot retrain: model sha256 "), log
+    pushed = yaml.safe_load(run("git", "-C", remote, "show", "main:examples/modelservice.yaml")
+                            .stdout)  # fmt: skip
+    model = pushed["spec"]["model"]
+    uploaded = {registry.base + path: data for path, data in stored.items()}
+    assert hashlib.sha256(uploaded[model["uri"]]).hexdigest() == model["sha256"]
+    assert pushed["spec"]["image"] == "registry.example/aiops/aiops-quality-runtime:abc12345"

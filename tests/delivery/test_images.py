@@ -1,6 +1,7 @@
 """Dockerfile.runtime and Dockerfile.operator: hadolint, pinned slim bases, non-root users, no
-build tools in the final stage, the example model's shipped files baked in. (No container engine
-here: the images are built by CI's kaniko jobs and by `make e2e-kind`.)"""
+build tools in the image that serves, the example model's shipped files baked in, and the
+retrain target: the serving image plus git. (Built for real by hack/images.sh:
+tests/delivery/test_image_build.py.)"""
 
 from __future__ import annotations
 
@@ -32,11 +33,25 @@ def instructions(name: str) -> list[tuple[str, str]]:
     return out
 
 
+def stages(name: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(FROM arguments, the stage's instructions after FROM) of each stage, in order."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, rest in instructions(name):
+        if keyword == "FROM":
+            out.append((rest, []))
+        elif out:
+            out[-1][1].append((keyword, rest))
+    return out
+
+
 def final_stage(name: str) -> list[tuple[str, str]]:
-    """The instructions of the last stage."""
-    steps = instructions(name)
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    return steps[last_from:]
+    """The instructions of the image the default target builds (the one that serves): the last
+    stage, or the named stage a bare last `FROM <stage>` stands for."""
+    built = stages(name)
+    source, steps = built[-1]
+    if not steps:
+        (steps,) = [s for f, s in built if f.endswith(f" AS {source}")]
+    return steps
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
@@ -50,9 +65,12 @@ def test_every_stage_uses_the_slim_base_pinned_by_digest(name: str) -> None:
     steps = instructions(name)
     (default,) = [rest for kw, rest in steps if kw == "ARG" and rest.startswith("PYTHON_IMAGE=")]
     assert PINNED_BASE.match(default.split("=", 1)[1])
-    stages = [rest for kw, rest in steps if kw == "FROM"]
-    assert len(stages) == 2, "multi-stage: build, then a clean final stage"
-    assert all(stage.split()[0] == "${PYTHON_IMAGE}" for stage in stages)
+    froms = [rest for kw, rest in steps if kw == "FROM"]
+    on_base = [f for f in froms if f.split()[0] == "${PYTHON_IMAGE}"]
+    assert len(on_base) == 2, "multi-stage: build, then a clean stage that serves"
+    # Any other stage builds on one of these (the runtime's retrain target, its default alias).
+    names = {f.split(" AS ")[1] for f in froms if " AS " in f}
+    assert all(f.split()[0] in names for f in froms if f not in on_base)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +98,23 @@ def test_final_stage_installs_nothing_and_copies_only_build_results(name: str) -
     copies = [rest for kw, rest in steps if kw == "COPY"]
     assert copies
     assert all(c.startswith("--from=build /opt/venv ") or c == EXAMPLE_MODEL_COPY for c in copies)
+
+
+def test_the_default_target_serves_and_the_retrain_target_adds_only_git() -> None:
+    built = stages("Dockerfile.runtime")
+    assert built[-1] == ("runtime", []), "the default target is the serving stage, unchanged"
+    (retrain,) = [steps for source, steps in built if source == "runtime AS retrain"]
+    runs = [rest for kw, rest in retrain if kw == "RUN"]
+    assert len(runs) == 1
+    assert "apt-get install -y --no-install-recommends git " in runs[0]
+    assert not [kw for kw, _ in retrain if kw in {"COPY", "ADD", "ENV", "ENTRYPOINT", "CMD"}]
+    assert [rest for kw, rest in retrain if kw == "USER"][-1] == "10001:10001"
+    job = yaml.safe_load_all((REPO_ROOT / ".gitlab-ci.yml").read_text())
+    _, pipeline = job
+    assert pipeline["retrain-model"]["image"]["name"] == "$RETRAIN_IMAGE:$CI_COMMIT_SHORT_SHA"
+    assert pipeline["build-retrain"]["variables"] == {
+        "DOCKERFILE": "Dockerfile.runtime", "IMAGE": "$RETRAIN_IMAGE", "TARGET": "retrain",
+    }  # fmt: skip
 
 
 def test_runtime_image_bakes_the_shipped_example_model_the_example_modelservice_uses() -> None:
