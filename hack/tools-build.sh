@@ -11,9 +11,13 @@
 #                    Node.js 20 that the same lock pins (Debian 12's nodejs is 18)
 #   kstatus          hack/kstatus (Go): what kstatus and Flux's healthCheckExprs say of an
 #                    object (only on request: tests/delivery/test_gitops_status.py)
+#   alloy-syntax     hack/alloy-syntax (Go): the parser of Grafana Alloy's configuration language
+#                    (github.com/grafana/alloy/syntax) on one file; Alloy itself does not build
+#                    from the module proxy here (only on request: tests/delivery/test_charts.py)
 #
 # Usage: hack/tools-build.sh [helm] [promtool] [prometheus] [hadolint] [gitlab-ci-local] [kstatus]
-#        (default: all but prometheus and kstatus)
+#                            [alloy-syntax]
+#        (default: all but prometheus, kstatus and alloy-syntax)
 # Prints a directory holding the requested binaries on its last line.
 set -euo pipefail
 
@@ -95,6 +99,27 @@ build_kstatus() {
   ln -sfn "$dest/kstatus" "$bin/kstatus.tmp" && mv -T "$bin/kstatus.tmp" "$bin/kstatus"
 }
 
+# The pin lives in hack/alloy-syntax/go.mod; the key also covers go.sum and main.go (our own code).
+build_alloy_syntax() {
+  local version key dest started
+  version=$(awk -v m=github.com/grafana/alloy/syntax '$1 == m {print $2} $1 == "require" && $2 == m {print $3}' \
+    "$here/alloy-syntax/go.mod")
+  [ -n "$version" ] || { echo "error: github.com/grafana/alloy/syntax is not pinned in hack/alloy-syntax/go.mod" >&2; exit 1; }
+  key="$version-$(cat "$here/alloy-syntax/go.mod" "$here/alloy-syntax/go.sum" "$here/alloy-syntax/main.go" | sha256sum | cut -c1-12)"
+  dest="$AIOPS_CACHE_DIR/tools/alloy-syntax-$key/bin"
+  if [ ! -x "$dest/alloy-syntax" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build alloy-syntax" >&2; exit 1; }
+    mkdir -p "$dest"
+    started=$(date +%s)
+    echo ">> building alloy-syntax (github.com/grafana/alloy/syntax $version, key $key)" >&2
+    (cd "$here/alloy-syntax" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go build -trimpath -ldflags "-s -w" -o "$dest/alloy-syntax.tmp" .)
+    mv "$dest/alloy-syntax.tmp" "$dest/alloy-syntax"
+    echo ">> alloy-syntax built in $(( $(date +%s) - started ))s into $dest" >&2
+  fi
+  ln -sfn "$dest/alloy-syntax" "$bin/alloy-syntax.tmp" && mv -T "$bin/alloy-syntax.tmp" "$bin/alloy-syntax"
+}
+
 install_hadolint() {
   local dest="$AIOPS_CACHE_DIR/tools/hadolint-$HADOLINT_VERSION"
   if [ ! -x "$dest/bin/hadolint" ]; then
@@ -143,7 +168,8 @@ for tool in "${tools[@]}"; do
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
     kstatus) build_kstatus ;;
-    *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local, kstatus)" >&2; exit 2 ;;
+    alloy-syntax) build_alloy_syntax ;;
+    *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local, kstatus, alloy-syntax)" >&2; exit 2 ;;
   esac
 done
 echo "$bin"

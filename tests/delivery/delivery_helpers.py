@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ CHARTS = REPO_ROOT / "charts"
 OPERATOR_CHART = CHARTS / "aiops-operator"
 MONITORING_CHART = CHARTS / "aiops-monitoring"
 # The umbrella's dependencies cannot be fetched here; our own templates render without them.
-NO_DEPENDENCIES = ["--set", "loki.enabled=false,promtail.enabled=false,grafana.enabled=false"]
+NO_DEPENDENCIES = ["--set", "loki.enabled=false,alloy.enabled=false,grafana.enabled=false"]
 
 
 def run(
@@ -72,3 +74,108 @@ def apply_crd(cluster: Any, path: Path, timeout_s: float = 60) -> None:
             return
         time.sleep(0.5)
     pytest.fail(f"CRD {name} not Established within {timeout_s}s")
+
+
+# --- the Alloy configuration of the monitoring chart ----------------------------------------------
+# A reader for the little of Alloy's syntax our configuration uses (blocks, attributes, strings,
+# lists of strings, objects of strings), so that tests can look inside it. Alloy's own parser
+# (hack/alloy-syntax) checks the whole file; tests compare the two.
+
+
+def alloy_config_values() -> str:
+    """The Alloy configuration as values.yaml holds it (before the alloy chart's `tpl`)."""
+    values = yaml.safe_load((MONITORING_CHART / "values.yaml").read_text())
+    return str(values["alloy"]["alloy"]["configMap"]["content"])
+
+
+_ALLOY_BLOCK = re.compile(r'([A-Za-z_][\w.]*)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\{')
+
+
+def _alloy_skip(text: str, i: int) -> int | None:
+    """The index just past the comment or string starting at i, or None if none starts there."""
+    if text.startswith("//", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end
+    if text.startswith("/*", i):
+        return text.index("*/", i) + 2
+    if text[i] == "`":
+        return text.index("`", i + 1) + 1
+    if text[i] == '"':
+        j = i + 1
+        while text[j] != '"':
+            j += 2 if text[j] == "\\" else 1
+        return j + 1
+    return None
+
+
+def _alloy_walk(text: str) -> list[tuple[int, str]]:
+    """(index, character) of every character outside comments and strings."""
+    out, i = [], 0
+    while i < len(text):
+        skip = _alloy_skip(text, i)
+        if skip is None:
+            out.append((i, text[i]))
+            i += 1
+        else:
+            out.append((i, "\0"))  # a string or comment: a token boundary, nothing to count
+            i = skip
+    return out
+
+
+def alloy_blocks(text: str, name: str | None = None) -> list[tuple[str, str, str]]:
+    """(name, label, body) of the blocks directly in text (not nested deeper), in order; only
+    those called name if it is given. Blocks without a label have label ""."""
+    found: list[tuple[str, str, str]] = []
+    depth, start = 0, None
+    for i, char in _alloy_walk(text):
+        if char == "{":
+            if depth == 0:
+                line_start = text.rfind("\n", 0, i) + 1
+                start = (line_start, i)
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0 and start is not None:
+                header = _ALLOY_BLOCK.fullmatch(text[start[0] : start[1] + 1].strip())
+                if header and (name is None or header.group(1) == name):
+                    found.append((header.group(1), header.group(2) or "", text[start[1] + 1 : i]))
+                start = None
+    return found
+
+
+def alloy_attribute(body: str, name: str) -> str:
+    """The expression (source text) of attribute name directly in a block body."""
+    target = re.compile(rf"(?<![\w.]){re.escape(name)}\s*=(?!=)")
+    depth, value_start = 0, None
+    for i, char in _alloy_walk(body):
+        if value_start is None and depth == 0 and (m := target.match(body, i)):
+            value_start = m.end()
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth -= 1
+        elif char == "\n" and depth == 0 and value_start is not None and i > value_start:
+            return body[value_start:i].strip()
+    if value_start is None:
+        raise KeyError(f"no attribute {name!r} in {body!r}")
+    return body[value_start:].strip()
+
+
+def alloy_string(expr: str) -> str:
+    """The value of a string literal."""
+    value = json.loads(expr)
+    assert isinstance(value, str), expr
+    return value
+
+
+def alloy_strings(expr: str) -> list[str]:
+    """The values of a list of string literals."""
+    return [alloy_string(s) for s in re.findall(r'"(?:[^"\\]|\\.)*"', expr)]
+
+
+def alloy_object(expr: str) -> dict[str, str]:
+    """An object whose fields are string literals, as a dict."""
+    assert expr.startswith("{"), expr
+    assert expr.endswith("}"), expr
+    fields = re.findall(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*")', expr)
+    return {key: alloy_string(value) for key, value in fields}

@@ -1,28 +1,41 @@
-"""The Helm charts: lint, rendering, the operator's settings and security, server-side validity
-on the local control plane, and a real `helm install`."""
+"""The Helm charts: lint, rendering, the operator's settings and security, the monitoring chart's
+Alloy pipeline (checked with Alloy's own parser), server-side validity on the local control
+plane, and a real `helm install`."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import shutil
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from aiops_operator.manifests import CONTAINER_NAME
 from aiops_operator.settings import ENV_PREFIX, OperatorSettings
+from aiops_runtime.logs import JsonFormatter
 from tests.delivery.delivery_helpers import (
     MONITORING_CHART,
     NO_DEPENDENCIES,
     OPERATOR_CHART,
     REPO_ROOT,
+    alloy_attribute,
+    alloy_blocks,
+    alloy_config_values,
+    alloy_object,
+    alloy_string,
+    alloy_strings,
     apply_crd,
     load_all,
     run,
 )
+from tests.helpers import pinned_tool
 
 Render = Callable[..., list[dict[str, Any]]]
 CRD_FILE = "modelservices.aiops-quality.io.yaml"
@@ -56,7 +69,7 @@ def test_monitoring_chart_lint_only_misses_the_undownloadable_dependencies(helm:
     warnings = [line for line in out.splitlines() if "[WARNING]" in line or "[ERROR]" in line]
     assert warnings == [
         f"[WARNING] {MONITORING_CHART}: chart directory is missing these dependencies: "
-        "loki,promtail,grafana"
+        "loki,alloy,grafana"
     ]
 
 
@@ -227,6 +240,222 @@ def test_grafana_datasources_name_the_uids_the_dashboard_uses(
         for p in json.loads(DASHBOARD.read_text())["panels"]
     }
     assert used == provided == {("prometheus", "prometheus"), ("loki", "loki")}
+
+
+# --- the log pipeline: Grafana Alloy ------------------------------------------------------------
+# The alloy chart cannot be downloaded here, so Alloy's ConfigMap is rendered the way that chart
+# renders it (its templates/configmap.yaml: `tpl` of alloy.configMap.content) from a copy of our
+# chart; Alloy itself does not run here.
+
+# The labels Alloy gives the runtime's streams, which Loki queries (and the dashboard) select on.
+ALLOY_POD_LABELS = {"namespace", "pod", "container", "app", "instance", "component", "node_name"}
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+@pytest.fixture(scope="module")
+def alloy_config(
+    helm: Path,
+    monitoring_chart_without_dependencies: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """The Alloy configuration of release "release" in namespace "monitoring", rendered with
+    the alloy chart's own template line."""
+    chart = tmp_path_factory.mktemp("alloy") / MONITORING_CHART.name
+    shutil.copytree(monitoring_chart_without_dependencies, chart)
+    (chart / "templates" / "alloy-configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: alloy\ndata:\n"
+        "  config.alloy: |- {{- (tpl .Values.alloy.alloy.configMap.content .) | nindent 4 }}\n"
+    )
+    out = run(
+        helm, "template", "release", chart, "--namespace", "monitoring", *NO_DEPENDENCIES,
+        "--show-only", "templates/alloy-configmap.yaml",
+    ).stdout  # fmt: skip
+    (configmap,) = load_all(out)
+    return str(configmap["data"]["config.alloy"]) + "\n"
+
+
+def _block(text: str, name: str) -> str:
+    (block,) = alloy_blocks(text, name)
+    return block[2]
+
+
+def _process_stages(config: str) -> dict[str, str]:
+    return {name: body for name, _, body in alloy_blocks(_block(config, "loki.process"))}
+
+
+def test_monitoring_chart_ships_logs_with_the_alloy_daemonset() -> None:
+    chart = yaml.safe_load((MONITORING_CHART / "Chart.yaml").read_text())
+    dependencies = {d["name"]: d for d in chart["dependencies"]}
+    assert list(dependencies) == ["loki", "alloy", "grafana"]
+    assert dependencies["alloy"]["condition"] == "alloy.enabled"
+    assert {d["repository"] for d in dependencies.values()} == {
+        "https://grafana.github.io/helm-charts"
+    }
+    values = yaml.safe_load((MONITORING_CHART / "values.yaml").read_text())
+    # Our own keys, then exactly the three dependencies' (no stale key of a former one).
+    assert list(values)[-3:] == ["loki", "alloy", "grafana"]
+    assert set(values) - set(dependencies) == {
+        "nameOverride", "fullnameOverride", "dashboards", "datasources", "prometheusRule",
+        "scrapeConfig",
+    }  # fmt: skip
+    alloy = values["alloy"]
+    assert alloy["enabled"] is True
+    assert alloy["controller"]["type"] == "daemonset"
+    # The logs come through the Kubernetes API (loki.source.kubernetes): no host path.
+    assert alloy["alloy"]["mounts"]["varlog"] is False
+    assert alloy["alloy"]["configMap"]["content"] == alloy_config_values()
+
+
+def test_alloy_config_renders_with_this_releases_loki_gateway(
+    alloy_config: str, render: Render, monitoring_chart_without_dependencies: Path
+) -> None:
+    assert "{{" not in alloy_config
+    url = alloy_string(
+        alloy_attribute(_block(_block(alloy_config, "loki.write"), "endpoint"), "url")
+    )
+    assert url == "http://release-loki-gateway/loki/api/v1/push"
+    # Grafana's Loki datasource reads from the same gateway Service.
+    docs = render(monitoring_chart_without_dependencies, *NO_DEPENDENCIES, namespace="monitoring")
+    (configmap,) = [d for d in docs if d["metadata"]["name"].endswith("-datasources")]
+    provisioning = yaml.safe_load(configmap["data"]["aiops-quality-datasources.yaml"])
+    (loki,) = [d for d in provisioning["datasources"] if d["type"] == "loki"]
+    assert loki["url"] == "http://release-loki-gateway.monitoring.svc"
+
+
+def test_alloy_tails_only_the_runtime_containers_of_its_own_node(alloy_config: str) -> None:
+    discovery = _block(alloy_config, "discovery.kubernetes")
+    assert alloy_string(alloy_attribute(discovery, "role")) == "pod"
+    selectors = _block(discovery, "selectors")
+    assert alloy_string(alloy_attribute(selectors, "role")) == "pod"
+    # The alloy chart sets HOSTNAME to spec.nodeName: each DaemonSet pod sees its node's pods.
+    assert alloy_attribute(selectors, "field") == (
+        '"spec.nodeName=" + coalesce(sys.env("HOSTNAME"), constants.hostname)'
+    )
+    relabel = _block(alloy_config, "discovery.relabel")
+    assert alloy_attribute(relabel, "targets") == "discovery.kubernetes.pods.targets"
+    keep, *rules = [body for _, _, body in alloy_blocks(relabel, "rule")]
+    assert alloy_string(alloy_attribute(keep, "action")) == "keep"
+    assert alloy_strings(alloy_attribute(keep, "source_labels")) == [
+        "__meta_kubernetes_pod_container_name"
+    ]
+    assert alloy_string(alloy_attribute(keep, "regex")) == CONTAINER_NAME
+    written = {alloy_string(alloy_attribute(rule, "target_label")) for rule in rules}
+    assert written == ALLOY_POD_LABELS | {"job"}
+    # Every label the dashboard's Loki queries select on is one Alloy writes.
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel["targets"]:
+            if target["datasource"]["type"] == "loki":
+                selector = re.match(r"\{([^}]*)\}", target["expr"])
+                assert selector, target["expr"]
+                used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector.group(1)))
+                assert used <= written, f"{panel['title']}: {used - written}"
+    source = _block(alloy_config, "loki.source.kubernetes")
+    assert alloy_attribute(source, "targets") == "discovery.relabel.runtime.output"
+    assert alloy_attribute(source, "forward_to") == "[loki.process.runtime.receiver]"
+
+
+def test_alloy_references_only_components_it_defines(alloy_config: str) -> None:
+    defined = {f"{name}.{label}" for name, label, _ in alloy_blocks(alloy_config)}
+    # Dotted paths that are not block headers (those are followed by their label).
+    paths = re.findall(r'\b(?:discovery|local|loki)(?:\.\w+)+(?![\w.])(?!\s*")', alloy_config)
+    assert paths, "no references found"
+    for path in paths:
+        component, _, export = path.rpartition(".")
+        assert component in defined, path
+        assert export in {"targets", "output", "receiver"}, path
+    assert alloy_attribute(_block(alloy_config, "loki.process"), "forward_to") == (
+        "[loki.write.loki.receiver]"
+    )
+
+
+def test_alloy_parses_the_runtime_json_lines_into_labels_and_metadata(alloy_config: str) -> None:
+    stages = _process_stages(alloy_config)
+    assert list(stages) == [
+        "stage.json",
+        "stage.timestamp",
+        "stage.labels",
+        "stage.structured_metadata",
+    ]
+    expressions = alloy_object(alloy_attribute(stages["stage.json"], "expressions"))
+    assert expressions == {k: k for k in ("time", "level", "model", "message", "request_id")}
+    assert alloy_string(alloy_attribute(stages["stage.timestamp"], "source")) == "time"
+    assert alloy_string(alloy_attribute(stages["stage.timestamp"], "format")) == "RFC3339"
+    # Labels only for the few-valued keys; request_id (one per request) is structured metadata.
+    labels = alloy_object(alloy_attribute(stages["stage.labels"], "values"))
+    assert labels == {"level": "", "model": ""}
+    metadata = alloy_object(alloy_attribute(stages["stage.structured_metadata"], "values"))
+    assert metadata == {"request_id": ""}
+    assert set(labels) | set(metadata) <= set(expressions)
+
+
+def test_the_runtimes_json_formatter_writes_every_key_alloy_extracts(alloy_config: str) -> None:
+    """The formatter alone; test_prometheus.py checks the lines of a real runtime too."""
+    expressions = alloy_object(
+        alloy_attribute(_process_stages(alloy_config)["stage.json"], "expressions")
+    )
+    record = logging.makeLogRecord(
+        {"name": "aiops_runtime.access", "levelno": logging.INFO, "levelname": "INFO",
+         "msg": "Request served", "request_id": "4f1c"}
+    )  # fmt: skip
+    line = json.loads(JsonFormatter("breast-cancer").format(record))
+    assert set(expressions.values()) <= line.keys()
+    assert line["model"] == "breast-cancer"
+    assert line["level"] == "INFO"
+    assert RFC3339.fullmatch(line["time"]), line["time"]
+    datetime.fromisoformat(line["time"])
+
+
+@pytest.fixture(scope="module")
+def alloy_syntax() -> Path:
+    """hack/alloy-syntax: the parser of Alloy's syntax module (cached per user)."""
+    return pinned_tool("alloy-syntax")
+
+
+@pytest.mark.integration
+def test_alloy_config_parses_with_alloys_own_parser(
+    alloy_syntax: Path, alloy_config: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.alloy"
+    config.write_text(alloy_config)
+    blocks = json.loads(run(alloy_syntax, config).stdout)
+    assert [(b["name"], b["label"]) for b in blocks] == [
+        (name, label) for name, label, _ in alloy_blocks(alloy_config)
+    ]
+    assert [b["name"] for b in blocks] == [
+        "discovery.kubernetes",
+        "discovery.relabel",
+        "loki.source.kubernetes",
+        "loki.process",
+        "loki.write",
+    ]
+    # Formatted as `alloy fmt` prints it, but indented with two spaces instead of tabs (YAML).
+    formatted = run(alloy_syntax, "-fmt", config).stdout
+    spaces = re.sub(r"(?m)^\t+", lambda m: "  " * len(m.group(0)), formatted)
+    assert spaces == alloy_config
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("good", "broken"),
+    [
+        ('format = "RFC3339"', 'format = "RFC3339'),  # unterminated string
+        ('role = "pod"\n', 'role "pod"\n'),  # attribute without =
+        (
+            "  forward_to = [loki.write.loki.receiver]\n",
+            "  forward_to = [loki.write.loki.receiver\n",
+        ),
+    ],
+)
+def test_a_broken_alloy_config_fails_to_parse(
+    alloy_syntax: Path, alloy_config: str, tmp_path: Path, good: str, broken: str
+) -> None:
+    assert good in alloy_config
+    config = tmp_path / "config.alloy"
+    config.write_text(alloy_config.replace(good, broken, 1))
+    proc = run(alloy_syntax, config, check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stdout == ""
+    assert re.match(rf"{re.escape(str(config))}:\d+:\d+: ", proc.stderr), proc.stderr
 
 
 # --- against the local control plane ------------------------------------------------------------

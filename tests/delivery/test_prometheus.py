@@ -26,6 +26,11 @@ from tests.delivery.delivery_helpers import (
     MONITORING_CHART,
     NO_DEPENDENCIES,
     REPO_ROOT,
+    alloy_attribute,
+    alloy_blocks,
+    alloy_config_values,
+    alloy_object,
+    alloy_string,
     free_port,
     run,
     stop,
@@ -309,27 +314,33 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_the_
 
 
 @pytest.mark.integration
-def test_runtime_log_lines_carry_what_the_promtail_pipeline_parses(
+def test_runtime_log_lines_carry_what_the_alloy_pipeline_parses(
     runtime_server: tuple[str, Path], example_model_dir: Path
 ) -> None:
     runtime, log = runtime_server
     _drive_traffic(runtime, np.load(example_model_dir / "reference.npy"))
-    values = yaml.safe_load((MONITORING_CHART / "values.yaml").read_text())
-    (match,) = [
-        s["match"]
-        for s in values["promtail"]["config"]["snippets"]["pipelineStages"]
-        if "match" in s
-    ]
-    stages = {next(iter(stage)): stage[next(iter(stage))] for stage in match["stages"]}
-    expressions = stages["json"]["expressions"]
-    assert stages["timestamp"]["format"] == "RFC3339Nano"
+    (process,) = alloy_blocks(alloy_config_values(), "loki.process")
+    stages = {name: body for name, _, body in alloy_blocks(process[2])}
+    expressions = alloy_object(alloy_attribute(stages["stage.json"], "expressions"))
+    time_key = expressions[alloy_string(alloy_attribute(stages["stage.timestamp"], "source"))]
+    assert alloy_string(alloy_attribute(stages["stage.timestamp"], "format")) == "RFC3339"
+    labels = alloy_object(alloy_attribute(stages["stage.labels"], "values"))
+    metadata = alloy_object(alloy_attribute(stages["stage.structured_metadata"], "values"))
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert lines, "the runtime wrote no log lines"
+    # Every key the json stage extracts is one the runtime writes ...
+    assert set(expressions.values()) <= set().union(*lines)
+    # ... and the labels and the timestamp come from keys every line carries.
     for line in lines:
-        for key in expressions.values():
+        for key in {time_key} | {expressions[label] for label in labels}:
             assert key in line, f"log line without {key!r}: {line}"
-        datetime.fromisoformat(line[expressions["time"]].replace("Z", "+00:00"))
+        datetime.fromisoformat(line[time_key].replace("Z", "+00:00"))
+    request_lines = [line for line in lines if line["message"].startswith("Request ")]
+    assert request_lines, "no request lines"
+    for line in request_lines:
+        for key in metadata:
+            assert expressions[key] in line, f"request line without {key!r}: {line}"
     drift_lines = [line for line in lines if line["message"] == "Drift detection result"]
     assert drift_lines, "no 'Drift detection result' line"
     assert {"p_value", "threshold", "drift"} <= drift_lines[-1].keys()
-    assert set(stages["labels"]) <= set(expressions)
+    assert set(labels) | set(metadata) <= set(expressions)
