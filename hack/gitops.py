@@ -128,6 +128,11 @@ class GitOps:
         return f"git://127.0.0.1:{ports['git']}/{REPOSITORY}"
 
     @property
+    def pod_git_url(self) -> str:
+        """The repository as pods on the real node reach it (the host end of the node's link)."""
+        return self.git_url.replace("//127.0.0.1:", f"//{self.cluster.address}:", 1)
+
+    @property
     def repository(self) -> Path:
         return self.state_dir / "git" / REPOSITORY
 
@@ -151,7 +156,10 @@ class GitOps:
             self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
                                   str(ports["redis"]), "--save", "", "--appendonly", "no",
                                   "--dir", str(self.state_dir / "redis")])  # fmt: skip
-            self._spawn("git-daemon", ["git", "daemon", "--listen=127.0.0.1",
+            # Loopback for Argo CD and people; with a real node also the host end of its link,
+            # where pods reach the host (a CI job running as a pod clones and pushes there).
+            listen = [f"--listen={a}" for a in dict.fromkeys(("127.0.0.1", self.cluster.address))]
+            self._spawn("git-daemon", ["git", "daemon", *listen,
                                        f"--port={ports['git']}", "--reuseaddr", "--export-all",
                                        "--enable=receive-pack",
                                        f"--base-path={self.state_dir / 'git'}",

@@ -179,3 +179,13 @@ def alloy_object(expr: str) -> dict[str, str]:
     assert expr.endswith("}"), expr
     fields = re.findall(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*")', expr)
     return {key: alloy_string(value) for key, value in fields}
+
+
+def job_script(job: dict[str, Any], inputs: dict[str, str]) -> str:
+    """A job's script as GitLab runs it: its lines in order, `$[[ inputs.x ]]` interpolated
+    (GitLab does that when it creates the pipeline)."""
+    script = "\n".join(job["script"]) + "\n"
+    for name, value in inputs.items():
+        script = script.replace(f"$[[ inputs.{name} ]]", value)
+    assert "$[[" not in script, "every input the script uses is given"
+    return script

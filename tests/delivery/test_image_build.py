@@ -16,7 +16,7 @@ from typing import IO, Any
 import pytest
 import yaml
 
-from tests.delivery.delivery_helpers import REPO_ROOT, run
+from tests.delivery.delivery_helpers import REPO_ROOT, job_script, run
 from tests.loop.loop_helpers import package_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -170,16 +170,6 @@ def test_pause_image_is_the_static_pause_binary_alone(built: dict[str, str]) -> 
     assert set(image.contents) == {"/pause"}
     assert image.contents["/pause"][:4] == b"\x7fELF"
     assert [p for p in image.members if p != "/"] == ["/pause"], sorted(image.members)
-
-
-def job_script(job: dict[str, Any], inputs: dict[str, str]) -> str:
-    """A job's script as GitLab runs it: its lines in order, `$[[ inputs.x ]]` interpolated
-    (GitLab does that when it creates the pipeline)."""
-    script = "\n".join(job["script"]) + "\n"
-    for name, value in inputs.items():
-        script = script.replace(f"$[[ inputs.{name} ]]", value)
-    assert "$[[" not in script, "every input the script uses is given"
-    return script
 
 
 def test_the_retrain_job_runs_in_the_retrain_image(built: dict[str, str], tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ class Images:
 
     runtime: str
     operator: str
-    archives: tuple[Path, ...]
+    archives: tuple[Path, ...]  # runtime and operator: what a node imports
+    retrain: str  # the image CI's retrain-model job runs in
+    retrain_archive: Path
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +54,8 @@ def images() -> Images:
         runtime=out["runtime"],
         operator=out["operator"],
         archives=(Path(out["runtime_archive"]), Path(out["operator_archive"])),
+        retrain=out["retrain"],
+        retrain_archive=Path(out["retrain_archive"]),
     )
 
 

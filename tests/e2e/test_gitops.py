@@ -11,6 +11,7 @@ same cluster-scoped names); never skips."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ from demo_traffic import held_out_rows, post
 from gitops import COMPONENTS, GitOps
 from localcluster import ClusterError, LocalCluster, temporary_cluster
 
+from tests.delivery.delivery_helpers import job_script
 from tests.e2e.conftest import EXAMPLE, NAME, NAMESPACE, Images, kubectl_json, port_forward
 from tests.helpers import REPO_ROOT, pinned_tool
 from tests.loop.loop_helpers import FakeServer, PackageRegistry, fake_server, package_registry
@@ -511,6 +513,85 @@ def test_drift_retrains_and_the_new_model_rolls_out_through_git(
 
     wait_for("the RetrainSkipped Event (cooldown)", skipped, 60)
     assert len(stack.gitlab.received()) == 1
+
+
+def test_the_retrain_job_runs_as_a_pod_in_the_retrain_image(
+    modelservices_app: tuple[Stack, float],
+) -> None:
+    """retrain-model as GitLab's Kubernetes executor runs it: a pod of the image CI builds for
+    it (`Dockerfile.runtime --target retrain`) on the real node clones the repository, runs the
+    job's script (inputs interpolated), uploads to the package registry stand-in and pushes with
+    the image's own git to the Git server Argo CD syncs from."""
+    stack, _ = modelservices_app
+    stack.cluster.import_images([stack.images.retrain_archive])
+    # A developer's commit on top: the job never retrains on a commit of its own bot.
+    stack.git("fetch", "-q", "origin")
+    stack.git("reset", "-q", "--hard", "origin/main")
+    stack.git("commit", "-q", "--allow-empty", "-m", "docs: a developer's commit")
+    stack.git("push", "-q", "origin", "main")
+    _, pipeline = yaml.safe_load_all((REPO_ROOT / ".gitlab-ci.yml").read_text())
+    retrain = pipeline["retrain-model"]
+    script = job_script(retrain, {"modelservice": NAME, "namespace": NAMESPACE,
+                                  "drift_time": "", "drift_p_value": ""})  # fmt: skip
+    clone = f"git clone -q {stack.gitops.pod_git_url} /builds/work && cd /builds/work\n"
+    push_token = "glpat-pod-push"
+    repository, tag = stack.images.runtime.rsplit(":", 1)
+    variables = {
+        **{k: str(v) for k, v in retrain["variables"].items()},
+        "HOME": "/root", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main",
+        "CI_COMMIT_SHORT_SHA": tag, "CI_PIPELINE_ID": "8", "RUNTIME_IMAGE": repository,
+        "CI_SERVER_HOST": "gitlab.example.com", "CI_PROJECT_PATH": "aiops/aiops-quality",
+        "CI_API_V4_URL": f"{stack.registry.base}/api/v4", "CI_PROJECT_ID": "1",
+        "CI_JOB_TOKEN": JOB_TOKEN, "RETRAIN_SEED": "8", "RETRAIN_PUSH_TOKEN": push_token,
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{stack.gitops.pod_git_url}.insteadOf",
+        "GIT_CONFIG_VALUE_0":
+            f"https://oauth2:{push_token}@gitlab.example.com/aiops/aiops-quality.git",
+    }  # fmt: skip
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "retrain-model", "namespace": "ci-jobs"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "job", "image": stack.images.retrain, "imagePullPolicy": "Never",
+                # the job's `image: docker: user: root`
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                "command": ["bash", "-eo", "pipefail", "-c", clone + script],
+                "env": [{"name": k, "value": v} for k, v in variables.items()],
+            }],
+        },
+    }  # fmt: skip
+    stack.cluster.kubectl("create", "namespace", "ci-jobs")
+    wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: (
+            stack.cluster.kubectl(
+                "-n", "ci-jobs", "get", "serviceaccount", "default", check=False
+            ).returncode
+            == 0
+        ),
+        30,
+    )
+    stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    before = stack.git("ls-remote", "origin", "refs/heads/main").split()[0]
+
+    def finished() -> str | None:
+        got = kubectl_json(stack.cluster, "-n", "ci-jobs", "get", "pod", "retrain-model")
+        phase = str(got.get("status", {}).get("phase"))
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for("the job's pod to finish", finished, 300)
+    logs = stack.cluster.kubectl("-n", "ci-jobs", "logs", "retrain-model", check=False).stdout
+    assert phase == "Succeeded", logs
+    after = stack.git("ls-remote", "origin", "refs/heads/main").split()[0]
+    assert after != before, logs
+    stack.git("fetch", "-q", "origin")
+    author = stack.git("log", "-1", "--format=%an %s", "origin/main").strip()
+    assert author.startswith("aiops-retrain-bot retrain: model sha256 "), author
+    stack.git("reset", "-q", "--hard", "origin/main")
+    model = yaml.safe_load((stack.work / "examples" / "modelservice.yaml").read_text())["spec"]
+    stored = {stack.registry.base + k: v for k, v in stack.registry.stored().items()}
+    assert hashlib.sha256(stored[model["model"]["uri"]]).hexdigest() == model["model"]["sha256"]
 
 
 def test_gitops_down_stops_every_process_it_started(stack: Stack) -> None:
