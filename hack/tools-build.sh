@@ -79,45 +79,27 @@ build_prometheus_cmd() {  # build_prometheus_cmd promtool|prometheus
   ln -sfn "$dest/$cmd" "$bin/$cmd.tmp" && mv -T "$bin/$cmd.tmp" "$bin/$cmd"
 }
 
-# The pins live in hack/kstatus/go.mod; the key also covers go.sum and main.go (our own code).
-build_kstatus() {
-  local version key dest started
-  version=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2}' "$here/kstatus/go.mod")
-  [ -n "$version" ] || { echo "error: sigs.k8s.io/cli-utils is not pinned in hack/kstatus/go.mod" >&2; exit 1; }
-  key="$version-$(cat "$here/kstatus/go.mod" "$here/kstatus/go.sum" "$here/kstatus/main.go" | sha256sum | cut -c1-12)"
-  dest="$AIOPS_CACHE_DIR/tools/kstatus-$key/bin"
-  if [ ! -x "$dest/kstatus" ]; then
-    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build kstatus" >&2; exit 1; }
+# One of our small Go programs under hack/<name>/ (kstatus, alloy-syntax): `module` is the
+# library it wraps, whose pin in go.mod names the build; the key also covers go.mod, go.sum and
+# main.go (our own code), so an edit rebuilds it.
+build_go_program() {  # build_go_program <name> <module>
+  local name=$1 module=$2 version key dest started
+  version=$(awk -v m="$module" '$1 == m {print $2} $1 == "require" && $2 == m {print $3}' \
+    "$here/$name/go.mod")
+  [ -n "$version" ] || { echo "error: $module is not pinned in hack/$name/go.mod" >&2; exit 1; }
+  key="$version-$(cat "$here/$name/go.mod" "$here/$name/go.sum" "$here/$name/main.go" | sha256sum | cut -c1-12)"
+  dest="$AIOPS_CACHE_DIR/tools/$name-$key/bin"
+  if [ ! -x "$dest/$name" ]; then
+    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build $name" >&2; exit 1; }
     mkdir -p "$dest"
     started=$(date +%s)
-    echo ">> building kstatus (cli-utils $version, key $key)" >&2
-    (cd "$here/kstatus" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
-      go build -trimpath -ldflags "-s -w" -o "$dest/kstatus.tmp" .)
-    mv "$dest/kstatus.tmp" "$dest/kstatus"
-    echo ">> kstatus built in $(( $(date +%s) - started ))s into $dest" >&2
+    echo ">> building $name ($module $version, key $key)" >&2
+    (cd "$here/$name" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go build -trimpath -ldflags "-s -w" -o "$dest/$name.tmp" .)
+    mv "$dest/$name.tmp" "$dest/$name"
+    echo ">> $name built in $(( $(date +%s) - started ))s into $dest" >&2
   fi
-  ln -sfn "$dest/kstatus" "$bin/kstatus.tmp" && mv -T "$bin/kstatus.tmp" "$bin/kstatus"
-}
-
-# The pin lives in hack/alloy-syntax/go.mod; the key also covers go.sum and main.go (our own code).
-build_alloy_syntax() {
-  local version key dest started
-  version=$(awk -v m=github.com/grafana/alloy/syntax '$1 == m {print $2} $1 == "require" && $2 == m {print $3}' \
-    "$here/alloy-syntax/go.mod")
-  [ -n "$version" ] || { echo "error: github.com/grafana/alloy/syntax is not pinned in hack/alloy-syntax/go.mod" >&2; exit 1; }
-  key="$version-$(cat "$here/alloy-syntax/go.mod" "$here/alloy-syntax/go.sum" "$here/alloy-syntax/main.go" | sha256sum | cut -c1-12)"
-  dest="$AIOPS_CACHE_DIR/tools/alloy-syntax-$key/bin"
-  if [ ! -x "$dest/alloy-syntax" ]; then
-    command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build alloy-syntax" >&2; exit 1; }
-    mkdir -p "$dest"
-    started=$(date +%s)
-    echo ">> building alloy-syntax (github.com/grafana/alloy/syntax $version, key $key)" >&2
-    (cd "$here/alloy-syntax" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
-      go build -trimpath -ldflags "-s -w" -o "$dest/alloy-syntax.tmp" .)
-    mv "$dest/alloy-syntax.tmp" "$dest/alloy-syntax"
-    echo ">> alloy-syntax built in $(( $(date +%s) - started ))s into $dest" >&2
-  fi
-  ln -sfn "$dest/alloy-syntax" "$bin/alloy-syntax.tmp" && mv -T "$bin/alloy-syntax.tmp" "$bin/alloy-syntax"
+  ln -sfn "$dest/$name" "$bin/$name.tmp" && mv -T "$bin/$name.tmp" "$bin/$name"
 }
 
 install_hadolint() {
@@ -167,8 +149,8 @@ for tool in "${tools[@]}"; do
     promtool|prometheus) build_prometheus_cmd "$tool" ;;
     hadolint) install_hadolint ;;
     gitlab-ci-local) install_gitlab_ci_local ;;
-    kstatus) build_kstatus ;;
-    alloy-syntax) build_alloy_syntax ;;
+    kstatus) build_go_program kstatus sigs.k8s.io/cli-utils ;;
+    alloy-syntax) build_go_program alloy-syntax github.com/grafana/alloy/syntax ;;
     *) echo "error: unknown tool '$tool' (helm, promtool, prometheus, hadolint, gitlab-ci-local, kstatus, alloy-syntax)" >&2; exit 2 ;;
   esac
 done
