@@ -192,8 +192,10 @@ class GitOps:
                 "--app-resync", str(RESYNC_S), "--hydrator-enabled=false",
                 "--logformat", "json",
             ], env)  # fmt: skip
-            self._wait(deadline, "the application controller's metrics", self._controller_up)
-            self._wait(deadline, "the repo-server's metrics", self._repo_server_up)
+            self._wait(deadline, "the application controller's metrics",
+                       lambda: self._metrics_up("ctrl"))  # fmt: skip
+            self._wait(deadline, "the repo-server's metrics",
+                       lambda: self._metrics_up("repo-metrics"))  # fmt: skip
         except BaseException:
             self.stop()
             raise
@@ -231,27 +233,13 @@ class GitOps:
 
     def _configure_cluster(self) -> None:
         for crd in argocd_crds():
-            self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
-            self._wait_established(crd)
+            self.cluster.apply_crd(crd)
         self.cluster.kubectl("create", "namespace", NAMESPACE, check=False)
         manifests = {"apiVersion": "v1", "kind": "List", "items": settings_manifests()}
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
         # Our health check, from the file users merge (README "Install with Argo CD").
         self.cluster.kubectl("-n", NAMESPACE, "patch", "configmap", "argocd-cm", "--type",
                              "merge", "--patch-file", str(CM_PATCH))  # fmt: skip
-
-    def _wait_established(self, crd: str, timeout_s: float = 60) -> None:
-        """Poll: `kubectl wait` fails at once while the CRD's status has no conditions yet."""
-        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = self.cluster.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}",
-                                       check=False)  # fmt: skip
-            if got.stdout.strip() == "True":
-                return
-            time.sleep(0.3)
-        raise GitOpsError(f"CRD {crd} not Established within {timeout_s:.0f}s")
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         localcluster.spawn(self.state_dir, name, args, {**os.environ, **(env or {})})
@@ -261,12 +249,6 @@ class GitOps:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return True
         return False
-
-    def _controller_up(self) -> bool:
-        return self._metrics_up("ctrl")
-
-    def _repo_server_up(self) -> bool:
-        return self._metrics_up("repo-metrics")
 
     def _wait(self, deadline: float, what: str, probe) -> None:  # type: ignore[no-untyped-def]
         while time.monotonic() < deadline:

@@ -314,6 +314,21 @@ class LocalCluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
+    def apply_crd(self, path: Path, timeout_s: float = 60) -> None:
+        """Apply the CRDs of `path` (server-side: some are too large for the last-applied
+        annotation) and wait until the API server serves each. Polls: `kubectl wait` fails at
+        once while a new CRD's status has no conditions yet."""
+        applied = self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path),
+                               "-o", "name").stdout.split()  # fmt: skip
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout_s
+        for crd in applied:
+            while self.kubectl("get", crd, "-o", f"jsonpath={jsonpath}",
+                               check=False).stdout.strip() != "True":  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{crd} not Established within {timeout_s:.0f}s")
+                time.sleep(0.3)
+
     def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
         """A kubeconfig that authenticates as ServiceAccount `namespace/name` (bound token)."""
         exists = self.kubectl("-n", namespace, "get", "serviceaccount", name, check=False)

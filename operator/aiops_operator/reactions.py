@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiops_operator.drift_client import DriftReadError, DriftReading
-from aiops_operator.status import DRIFT_DETECTED
+from aiops_operator.status import DRIFT_DETECTED, MODEL_NOT_LOADED
 
 ERROR_REASONS = {
     "unreachable": "RuntimeUnreachable",
     "http": "DriftEndpointError",
     "invalid": "InvalidDriftResponse",
     "notready": "RuntimeNotReady",
-    "notloaded": "ModelNotLoaded",
+    "notloaded": MODEL_NOT_LOADED,
 }
 TRIGGERED = "Triggered"
 FAILED = "Failed"

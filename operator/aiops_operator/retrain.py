@@ -45,9 +45,10 @@ _PATH = re.compile(r"/[A-Za-z0-9/_.~%+-]*")
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,199}")
 # The patterns .gitlab-ci.yml's spec:inputs declares (tests/delivery/test_gitlab_ci.py ties them):
 # a value that does not match would make GitLab refuse the whole pipeline, so it is sent empty.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 RETRAIN_INPUT_PATTERNS = {
-    "modelservice": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
-    "namespace": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "modelservice": _DNS_LABEL,
+    "namespace": _DNS_LABEL,
     "drift_time": re.compile(
         r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
         r"(Z|[+-][0-9]{2}:[0-9]{2}))?"

@@ -19,6 +19,8 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 DRIFT_DETECTED = "DriftDetected"
 OWNED_TYPES = (READY, PROGRESSING, DEGRADED)
+# The DriftDetected reason for a runtime that cannot load its model (and the Degraded one then).
+MODEL_NOT_LOADED = "ModelNotLoaded"
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,6 @@ def _degraded(facts: RolloutFacts, generation: int) -> dict:
         reason = facts.failure_cond.get("reason") or "ReplicaFailure"
         return _condition(DEGRADED, True, reason, facts.failure_cond.get("message", ""), generation)
     return _condition(DEGRADED, False, "AsExpected", "", generation)
-
-
-MODEL_NOT_LOADED = "ModelNotLoaded"
 
 
 def runtime_problem(conditions: list[dict] | None, generation: int) -> Problem | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from localcluster import ClusterError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHARTS = REPO_ROOT / "charts"
@@ -62,18 +62,11 @@ def stop(proc: subprocess.Popen[Any], timeout_s: float = 10) -> None:
 
 
 def apply_crd(cluster: Any, path: Path, timeout_s: float = 60) -> None:
-    """Apply a CRD (server-side: some are too large for the last-applied annotation) and wait
-    until the API server serves it. Polls: `kubectl wait` fails while status has no conditions."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    name = yaml.safe_load(path.read_text())["metadata"]["name"]
-    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cluster.kubectl("get", "crd", name, "-o", f"jsonpath={jsonpath}", check=False)
-        if got.stdout.strip() == "True":
-            return
-        time.sleep(0.5)
-    pytest.fail(f"CRD {name} not Established within {timeout_s}s")
+    """The cluster's apply_crd (apply server-side, wait until Established); fails the test."""
+    try:
+        cluster.apply_crd(path, timeout_s)
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # --- the Alloy configuration of the monitoring chart ----------------------------------------------
