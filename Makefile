@@ -21,8 +21,8 @@ help: ## List every target with one line each
 .PHONY: install
 install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras
 
-$(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/install-python.sh
-	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test]"
+$(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/pyproject.toml hack/install-python.sh
+	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test]" ./hack
 	@touch $@
 
 # alibi-detect pins numpy < 2 and pulls ~0.9 GB of TensorFlow, so it lives in a venv of its own:
@@ -30,8 +30,8 @@ $(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/install-python.sh
 .PHONY: install-alibi
 install-alibi: $(ALIBI_STAMP) ## Create .venv-alibi: the runtime with the alibi-detect engine (for its tests)
 
-$(ALIBI_STAMP): runtime/pyproject.toml hack/install-python.sh
-	@hack/install-python.sh "$(PYTHON)" "$(ALIBI_VENV)" "./runtime[test,alibi]"
+$(ALIBI_STAMP): runtime/pyproject.toml hack/pyproject.toml hack/install-python.sh
+	@hack/install-python.sh "$(PYTHON)" "$(ALIBI_VENV)" "./runtime[test,alibi]" ./hack
 	@touch $@
 
 .PHONY: system-deps
@@ -54,13 +54,13 @@ cluster-up: tools system-deps ## Start the control plane, a real node (container
 .PHONY: images
 images: system-deps ## Build the runtime, operator and pause images (buildah, no Docker); import them into a running real node
 	@set -e; out=$$(hack/images.sh); \
-	python3 hack/localcluster.py import --state-dir .cluster \
+	PYTHONPATH=hack python3 -m aiops_harness.localcluster import --state-dir .cluster \
 	  $$(echo "$$out" | sed -n 's/^\(runtime\|operator\)_archive=//p'); \
 	echo "$$out" | grep -E '^(runtime|operator)='
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane (and the GitOps stack) and remove its state
-	@python3 hack/gitops.py down --cluster-state .cluster
+	@PYTHONPATH=hack python3 -m aiops_harness.gitops down --cluster-state .cluster
 	@hack/cluster.sh down
 
 .PHONY: argocd
@@ -69,11 +69,11 @@ argocd: ## Build (or reuse from the cache) the pinned Argo CD (about 6-10 min co
 
 .PHONY: gitops-up
 gitops-up: system-deps argocd delivery-tools ## Start Argo CD (repo-server, application-controller), Redis and a Git server on the running cluster; last line git=<URL>
-	@python3 hack/gitops.py up --cluster-state .cluster
+	@PYTHONPATH=hack python3 -m aiops_harness.gitops up --cluster-state .cluster
 
 .PHONY: gitops-down
 gitops-down: ## Stop what gitops-up started
-	@python3 hack/gitops.py down --cluster-state .cluster
+	@PYTHONPATH=hack python3 -m aiops_harness.gitops down --cluster-state .cluster
 
 .PHONY: cluster-status
 cluster-status: ## Show what the local control plane runs and whether it answers
@@ -98,7 +98,7 @@ typecheck: install ## mypy on both packages
 .PHONY: test
 test: install install-alibi system-deps tools delivery-tools argocd lint typecheck ## Everything CI runs: lint, mypy, unit and integration tests
 	$(BIN)/pytest -m "not alibi" $(PYTEST_ARGS)
-	$(ALIBI_VENV)/bin/pytest -m alibi tests/drift $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && [ -n "$(PYTEST_ARGS)" ] || exit $$rc; }
+	$(ALIBI_VENV)/bin/pytest -m alibi tests/runtime $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && [ -n "$(PYTEST_ARGS)" ] || exit $$rc; }
 
 .PHONY: test-unit
 test-unit: install ## Only the tests that need no control plane or external server
@@ -124,7 +124,7 @@ lock: ## Regenerate the images' hash-locked requirements (runtime/, operator/, h
 .PHONY: example-model
 example-model: install ## Retrain the example model into examples/models/breast-cancer and pin its new digests
 	$(BIN)/aiops-runtime train --out examples/models/breast-cancer --seed 42 --force
-	$(BIN)/python hack/bump-modelservice.py --file examples/modelservice.yaml \
+	$(BIN)/python .ci/retrain/bump-modelservice.py --file examples/modelservice.yaml \
 	  --manifest examples/models/breast-cancer/manifest.json
 
 .PHONY: e2e-kind

@@ -34,22 +34,20 @@ from typing import Any
 
 import aiohttp
 import yaml
+from aiops_harness.localcluster import LocalCluster, free_port, temporary_cluster
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "hack"))
-
-from localcluster import LocalCluster, free_port, temporary_cluster  # noqa: E402
-
-from aiops_operator.kube import KubeClient, load_connection, resource_path  # noqa: E402
-from aiops_operator.manifests import (  # noqa: E402
+from aiops_operator.kube import KubeClient, load_connection, resource_path
+from aiops_operator.manifests import (
     Owner,
     RenderOptions,
     build_configmap,
     build_deployment,
     build_service,
 )
-from aiops_operator.rbac import cluster_role, cluster_role_binding  # noqa: E402
-from aiops_operator.spec import ModelServiceSpec  # noqa: E402
+from aiops_operator.rbac import cluster_role, cluster_role_binding
+from aiops_operator.spec import ModelServiceSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CHILD_PLURALS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"))
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  up|down|status) exec python3 hack/localcluster.py "$1" --state-dir .cluster ;;
+  up|down|status) PYTHONPATH=hack exec python3 -m aiops_harness.localcluster "$1" --state-dir .cluster ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

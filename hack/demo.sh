@@ -59,7 +59,7 @@ cleanup() {
     return
   fi
   if [ "$owned" = true ]; then
-    python3 hack/localcluster.py down --state-dir "$state" >/dev/null
+    PYTHONPATH=hack python3 -m aiops_harness.localcluster down --state-dir "$state" >/dev/null
     [ $rc -eq 0 ] && step "Torn down: the cluster, its real node, the operator and the runtime are stopped"
   else
     [ $rc -eq 0 ] && step "The cluster in $state was running before the demo: left running"
@@ -78,19 +78,19 @@ operator_image=$(echo "$images" | sed -n 's/^operator=//p')
 
 step "2. The local cluster: control plane, a real node (containerd + runc, kubelet) and a KWOK node"
 trap cleanup EXIT
-if python3 hack/localcluster.py status --state-dir "$state" >/dev/null 2>&1; then
+if PYTHONPATH=hack python3 -m aiops_harness.localcluster status --state-dir "$state" >/dev/null 2>&1; then
   echo "   a cluster already runs from $state: the demo uses it and leaves it running"
-  python3 hack/localcluster.py status --state-dir "$state" --json | "$py" -c \
+  PYTHONPATH=hack python3 -m aiops_harness.localcluster status --state-dir "$state" --json | "$py" -c \
     'import json,sys; sys.exit(not any(n["real"] and n["ready"] for n in json.load(sys.stdin)["nodes"]))' \
     || { echo "demo: that cluster has no ready real node (started with CLUSTER_NODE=kwok?); make cluster-down first" >&2; exit 1; }
 else
   owned=true
-  python3 hack/localcluster.py up --state-dir "$state" | sed 's/^/   /'
+  PYTHONPATH=hack python3 -m aiops_harness.localcluster up --state-dir "$state" | sed 's/^/   /'
 fi
 # shellcheck source=/dev/null
 . "$state/env"
 mkdir -p "$work"
-python3 hack/localcluster.py import --state-dir "$state" \
+PYTHONPATH=hack python3 -m aiops_harness.localcluster import --state-dir "$state" \
   $(echo "$images" | sed -n 's/^\(runtime\|operator\)_archive=//p')
 run kubectl get nodes -o wide
 
@@ -125,16 +125,16 @@ kubectl -n "$ns" port-forward "svc/$name" "$port:8000" >"$work/port-forward.log"
 pf_pid=$!
 url="http://127.0.0.1:$port"
 wait_until 20 "the port-forward" curl -s "$url/healthz"
-run "$py" hack/demo_traffic.py "$url" sample
+run "$py" -m aiops_harness.traffic "$url" sample
 echo "\$ curl -s $url/metrics | grep model_predictions_total"
 curl -s "$url/metrics" | grep model_predictions_total
 
 step "7. In-distribution traffic (held-out rows): no drift"
-run "$py" hack/demo_traffic.py "$url" normal 200
+run "$py" -m aiops_harness.traffic "$url" normal 200
 curl -s "$url/drift" | "$py" -m json.tool | grep -E '"(drift|last_p_value|drift_events|checks)"'
 
 step "8. Provoke drift with the runbook's out-of-range vector"
-run "$py" hack/demo_traffic.py "$url" drift-burst
+run "$py" -m aiops_harness.traffic "$url" drift-burst
 wait_until 60 "DriftDetected=True" condition_is DriftDetected True
 run kubectl -n "$ns" get modelservices
 run kubectl -n "$ns" get events --field-selector reason=DriftDetected

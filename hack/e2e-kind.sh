@@ -71,7 +71,7 @@ step "apply the example ModelService (image $tag, digests of the model baked int
 "$engine" run --rm --entrypoint cat "aiops-quality-runtime:$tag" /models/breast-cancer/manifest.json \
   > "$work/manifest.json"
 cp "$root/examples/modelservice.yaml" "$work/modelservice.yaml"
-python3 "$here/bump-modelservice.py" --file "$work/modelservice.yaml" \
+python3 "$here/../.ci/retrain/bump-modelservice.py" --file "$work/modelservice.yaml" \
   --manifest "$work/manifest.json" --image "aiops-quality-runtime:$tag"
 kubectl create namespace "$namespace"
 kubectl -n "$namespace" apply -f "$work/modelservice.yaml"

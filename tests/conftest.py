@@ -4,18 +4,15 @@ plane and third-party CRDs from pinned Go modules."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiops_harness.localcluster import ClusterError, LocalCluster, temporary_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The example ModelService's artifacts, fixed bytes whose digests examples/modelservice.yaml pins.
 EXAMPLE_MODEL_DIR = REPO_ROOT / "examples" / "models" / "breast-cancer"
-sys.path.insert(0, str(REPO_ROOT / "hack"))
-
-from localcluster import ClusterError, LocalCluster, temporary_cluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,18 @@
-"""Helpers shared by every test area."""
+"""Helpers shared by every test area. `free_port` is the harness's own (one definition for
+tests, benchmarks and the local cluster)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from aiops_harness.localcluster import free_port as free_port  # re-exported for the tests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +75,6 @@ def wait_runtime_ready(
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pinned_tool(name: str) -> Path:
     """A delivery tool (helm, promtool, hadolint, gitlab-ci-local) built or reused by
     hack/tools-build.sh from its pin."""
@@ -90,3 +86,19 @@ def pinned_tool(name: str) -> Path:
     path = Path(proc.stdout.strip().splitlines()[-1]) / name
     assert path.exists(), f"hack/tools-build.sh did not provide {name}"
     return path
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)

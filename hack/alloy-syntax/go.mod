@@ -1,7 +1,7 @@
 // Wrapper module that pins the parser of Grafana Alloy's configuration language
 // (github.com/grafana/alloy/syntax, a module of its own in the Alloy repository): main.go parses
 // the Alloy configuration of charts/aiops-monitoring. Alloy itself does not build from the Go
-// module proxy here (see README "Logs: Grafana Alloy"). Built by hack/tools-build.sh into the
+// module proxy here (see docs/monitoring.md, "Logs: Grafana Alloy"). Built by hack/tools-build.sh into the
 // per-user cache.
 module aiops-quality.io/hack/alloy-syntax
 

@@ -1,5 +1,5 @@
 // Wrapper module that pins helm v3, used to lint, render and install the charts in charts/.
-// Built by hack/tools-build.sh into the per-user cache; see README "Helm".
+// Built by hack/tools-build.sh into the per-user cache; see docs/helm.md.
 module aiops-quality.io/hack/helm
 
 go 1.26.0

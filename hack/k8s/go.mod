@@ -1,5 +1,5 @@
 // Wrapper module that pins the local cluster's Kubernetes binaries: the control plane's (built by
-// hack/control-plane-build.sh; see README "Local cluster") and the real node's kubelet and
+// hack/control-plane-build.sh; see docs/local-cluster.md) and the real node's kubelet and
 // kube-proxy (built by hack/node-build.sh).
 module aiops-quality.io/hack/k8s
 

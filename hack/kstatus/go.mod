@@ -1,7 +1,7 @@
 // Wrapper module that pins kstatus (sigs.k8s.io/cli-utils), the status library Flux and
 // kubectl-wait-style tools compute health with, and cel-go for Flux's healthCheckExprs: main.go
 // prints what both decide for one object. Built by hack/tools-build.sh into the per-user cache;
-// see README "Other GitOps engines (Flux, kstatus)".
+// see docs/argocd.md, "Other GitOps engines (Flux, kstatus)".
 module aiops-quality.io/hack/kstatus
 
 go 1.26.0

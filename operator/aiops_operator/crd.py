@@ -158,7 +158,20 @@ def structural(
         out["additionalProperties"] = structural(extra, defs, nullable=nullable)
     if "default" in out and out["default"] is None:
         del out["default"]
-    return out
+    return _describe_default(out)
+
+
+def _describe_default(node: dict[str, Any]) -> dict[str, Any]:
+    """Say a scalar default in the description too: `kubectl explain` shows descriptions, not
+    the schema's `default`."""
+    default = node.get("default")
+    text = node.get("description")
+    if isinstance(default, dict | list) or "default" not in node or not text:
+        return node
+    shown = str(default).lower() if isinstance(default, bool) else str(default)
+    if "Default:" not in text:
+        node["description"] = f"{text.rstrip()} Default: {shown}."
+    return node
 
 
 def spec_schema() -> dict[str, Any]:

@@ -222,7 +222,7 @@ async def read_trigger(kube: KubeClient, namespace: str, name: str, key: str) ->
                 "TriggerSecretForbidden",
                 f"the operator may not read Secret {namespace}/{name}: this namespace has not"
                 " opted in (a RoleBinding here to the operator's ClusterRole"
-                " <release>-retrain-trigger, see the README's Retraining section)",
+                " <release>-retrain-trigger; see docs/operator.md, the retrain trigger)",
             ) from None
         raise RetrainConfigError(
             "TriggerSecretUnreadable",

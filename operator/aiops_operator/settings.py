@@ -1,7 +1,7 @@
 """Every setting the operator reads, with its type, default and a one-line description.
 
 Environment variables carry the prefix AIOPS_OPERATOR_ (e.g. AIOPS_OPERATOR_NAMESPACES). The
-README's table is rendered by `settings_table()` (`aiops-operator settings-table`).
+docs/operator.md's table is rendered by `settings_table()` (`aiops-operator settings-table`).
 """
 
 from __future__ import annotations

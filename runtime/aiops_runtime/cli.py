@@ -1,4 +1,5 @@
-"""The ``aiops-runtime`` command: ``train`` the model, ``serve`` it over HTTP."""
+"""The ``aiops-runtime`` command: ``train`` the model, ``serve`` it over HTTP, print the
+``settings-table``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+from aiops_runtime.train import add_arguments as train_arguments
 
 # How uvicorn serves the app; the benchmark's floor server uses the same, to compare like with like.
 SERVER_OPTIONS: dict[str, Any] = {
@@ -21,14 +24,15 @@ SERVER_OPTIONS: dict[str, Any] = {
 
 
 def _train(args: argparse.Namespace) -> int:
-    from aiops_runtime.train import train
+    from aiops_runtime import train
 
-    try:
-        result = train(args.out, seed=args.seed, force=args.force)
-    except FileExistsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(result.summary())
+    return train.run(args)
+
+
+def _settings_table(args: argparse.Namespace) -> int:
+    from aiops_runtime.settings import settings_markdown
+
+    sys.stdout.write(settings_markdown())
     return 0
 
 
@@ -74,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train on the bundled breast-cancer data")
-    train.add_argument("--out", type=Path, required=True, help="directory for the artifacts")
-    train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    train.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    train_arguments(train)
     train.set_defaults(handler=_train)
 
     serve = commands.add_parser(
@@ -86,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (PORT, default 8000)")
     serve.set_defaults(handler=_serve)
+
+    table = commands.add_parser(
+        "settings-table", help="print the settings as the Markdown table of docs/runtime.md"
+    )
+    table.set_defaults(handler=_settings_table)
     return parser
 
 

@@ -1,13 +1,11 @@
 """Every setting the runtime reads, with its type, default and a one-line description.
 
 Environment variables carry no prefix so the seed runbook's names (``DRIFT_P_THRESHOLD``) keep
-working. The README's settings table is checked against this module by a test.
+working. The settings table of docs/runtime.md is checked against this module by a test.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -226,7 +224,8 @@ def _default_text(field: FieldInfo) -> str:
 
 
 def settings_markdown() -> str:
-    """The README's settings table (env var, type, default, description), one row per field."""
+    """The settings table of docs/runtime.md (env var, type, default, description), a row per
+    field."""
     lines = ["| Env var | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name, field in RuntimeSettings.model_fields.items():
         description = (field.description or "").replace("|", "\\|")
@@ -235,19 +234,3 @@ def settings_markdown() -> str:
             f"| `{_default_text(field)}` | {description} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m aiops_runtime.settings --markdown`` prints the settings table."""
-    parser = argparse.ArgumentParser(prog="python -m aiops_runtime.settings")
-    parser.add_argument("--markdown", action="store_true", help="print the README settings table")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        sys.stdout.write(settings_markdown())
-        return 0
-    parser.print_help()
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

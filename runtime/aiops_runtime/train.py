@@ -7,6 +7,7 @@ so the digests pinned in a ModelService stay valid across retrains of the same c
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -191,7 +192,30 @@ def train(out: Path, seed: int = 42, force: bool = False) -> TrainResult:
     return TrainResult(out=out, manifest=manifest, metrics=metrics)
 
 
-if __name__ == "__main__":
-    from aiops_runtime.cli import main
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiops-runtime train`` (and ``python -m aiops_runtime.train``)."""
+    parser.add_argument("--out", type=Path, required=True, help="directory for the artifacts")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
 
-    main(["train", *sys.argv[1:]])
+
+def run(args: argparse.Namespace) -> int:
+    """Train as the parsed arguments say; print the summary. Exit status 2 when --out holds files
+    and --force is not given."""
+    try:
+        result = train(args.out, seed=args.seed, force=args.force)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiops_runtime.train", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster import ClusterError
+from aiops_harness.localcluster import ClusterError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHARTS = REPO_ROOT / "charts"
@@ -39,15 +39,6 @@ def run(
 def load_all(text: str) -> list[dict[str, Any]]:
     """Every non-empty YAML document of a multi-document string."""
     return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[Any], timeout_s: float = 10) -> None:

@@ -22,7 +22,7 @@ import yaml
 from aiops_operator.retrain import RETRAIN_INPUT_PATTERNS, retrain_inputs
 from aiops_runtime.train import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, REFERENCE_FILE, train
 from tests.delivery.delivery_helpers import REPO_ROOT, run
-from tests.loop.loop_helpers import PackageRegistry, package_registry
+from tests.fakes import PackageRegistry, package_registry
 
 PIPELINE = REPO_ROOT / ".gitlab-ci.yml"
 ARTIFACT_FILES = (MODEL_FILE, REFERENCE_FILE, METRICS_FILE, MANIFEST_FILE)
@@ -31,7 +31,8 @@ MODEL_DIR = "examples/models/breast-cancer"
 ARTIFACTS = [f"{MODEL_DIR}/{name}" for name in ARTIFACT_FILES]
 # The files the job uses; the test repository holds exactly these.
 JOB_FILES = [
-    ".gitlab-ci.yml", MODELSERVICE, "hack/bump-modelservice.py", "hack/upload-artifacts.py",
+    ".gitlab-ci.yml", MODELSERVICE,
+    ".ci/retrain/bump-modelservice.py", ".ci/retrain/upload-artifacts.py",
     *ARTIFACTS,
 ]  # fmt: skip
 # gitlab-ci-local derives CI_PROJECT_PATH, CI_SERVER_HOST and CI_REGISTRY_IMAGE from origin.

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.delivery.delivery_helpers import REPO_ROOT, job_script, run
-from tests.loop.loop_helpers import package_registry
+from tests.fakes import package_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -180,8 +180,8 @@ def test_the_retrain_job_runs_in_the_retrain_image(built: dict[str, str], tmp_pa
     work, remote = job / "work", job / "remote.git"
     run("git", "init", "-q", "--bare", "-b", "main", remote)
     run("git", "init", "-q", "-b", "main", work)
-    files = [".gitlab-ci.yml", "examples/modelservice.yaml", "hack/bump-modelservice.py",
-             "hack/upload-artifacts.py"]  # fmt: skip
+    files = [".gitlab-ci.yml", "examples/modelservice.yaml", ".ci/retrain/bump-modelservice.py",
+             ".ci/retrain/upload-artifacts.py"]  # fmt: skip
     for name in files:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes((REPO_ROOT / name).read_bytes())

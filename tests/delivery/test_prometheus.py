@@ -31,11 +31,10 @@ from tests.delivery.delivery_helpers import (
     alloy_config_values,
     alloy_object,
     alloy_string,
-    free_port,
     run,
     stop,
 )
-from tests.helpers import wait_runtime_ready
+from tests.helpers import free_port, wait_runtime_ready
 
 FILES = MONITORING_CHART / "files"
 RULES = FILES / "prometheus-rules.yaml"

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster import ClusterError, LocalCluster, temporary_cluster
+from aiops_harness.localcluster import ClusterError, LocalCluster, temporary_cluster
 
-from tests.helpers import REPO_ROOT, free_port
-from tests.operator.operator_helpers import wait_for
+from tests.helpers import REPO_ROOT, free_port, wait_for
 
 OPERATOR_NAMESPACE = "aiops-system"
 NAMESPACE = "aiops-quality"

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from demo_traffic import RUNBOOK_OUT_OF_RANGE, held_out_rows, post
-from localcluster import LocalCluster
+from aiops_harness.localcluster import LocalCluster
+from aiops_harness.traffic import RUNBOOK_OUT_OF_RANGE, held_out_rows, post
 
 from tests.e2e.conftest import (
     EXAMPLE,
@@ -32,8 +32,9 @@ from tests.e2e.conftest import (
     port_forward,
     restricted_namespace,
 )
-from tests.loop.loop_helpers import FakeServer, fake_server
-from tests.operator.operator_helpers import printed_columns, rbac_denials, wait_for
+from tests.fakes import FakeServer, fake_server
+from tests.helpers import wait_for
+from tests.operator.operator_helpers import printed_columns, rbac_denials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

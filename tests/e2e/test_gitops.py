@@ -27,15 +27,14 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from demo_traffic import held_out_rows, post
-from gitops import COMPONENTS, GitOps
-from localcluster import ClusterError, LocalCluster, temporary_cluster
+from aiops_harness.gitops import COMPONENTS, GitOps
+from aiops_harness.localcluster import ClusterError, LocalCluster, temporary_cluster
+from aiops_harness.traffic import held_out_rows, post
 
 from tests.delivery.delivery_helpers import job_script
 from tests.e2e.conftest import EXAMPLE, NAME, NAMESPACE, Images, kubectl_json, port_forward
-from tests.helpers import REPO_ROOT, pinned_tool
-from tests.loop.loop_helpers import FakeServer, PackageRegistry, fake_server, package_registry
-from tests.operator.operator_helpers import wait_for
+from tests.fakes import FakeServer, PackageRegistry, fake_server, package_registry
+from tests.helpers import REPO_ROOT, pinned_tool, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,11 @@ ARGOCD = REPO_ROOT / "argocd"
 GITOPS = REPO_ROOT / "hack" / "gitops.py"
 SECOND = "second-model"
 # What the retrain job needs from the repository, beside the charts and the ModelServices.
-JOB_FILES = (".gitlab-ci.yml", "hack/bump-modelservice.py", "hack/upload-artifacts.py")
+JOB_FILES = (
+    ".gitlab-ci.yml",
+    ".ci/retrain/bump-modelservice.py",
+    ".ci/retrain/upload-artifacts.py",
+)
 JOB_TOKEN = "glcbt-gitops-job-token"
 TRIGGER_SECRET, TRIGGER_KEY = "aiops-retrain-trigger", "trigger"
 # A small drift window so that a few hundred rows decide (as tests/e2e/test_drift_loop.py).

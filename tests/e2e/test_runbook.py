@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from demo_traffic import RUNBOOK_SAMPLE, drift_burst, get_drift, held_out_rows, post, send_rows
+from aiops_harness.traffic import (
+    RUNBOOK_SAMPLE,
+    drift_burst,
+    get_drift,
+    held_out_rows,
+    post,
+    send_rows,
+)
 
 from tests.e2e.conftest import (
     NAME,
@@ -26,8 +33,8 @@ from tests.e2e.conftest import (
     kubectl_json,
     port_forward,
 )
-from tests.helpers import REPO_ROOT, free_port, pinned_tool
-from tests.operator.operator_helpers import rbac_denials, wait_for
+from tests.helpers import REPO_ROOT, free_port, pinned_tool, wait_for
+from tests.operator.operator_helpers import rbac_denials
 
 SCRAPE_JOBS = REPO_ROOT / "charts" / "aiops-monitoring" / "files" / "scrape-configs.yaml"
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.operator.operator_helpers import (
     REPO_ROOT,
     Kube,
     OperatorProcess,
     install_operator_identity,
     rbac_denials,
-    wait_for,
 )
 
 

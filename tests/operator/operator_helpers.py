@@ -7,19 +7,17 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from aiops_operator.rbac import cluster_role, cluster_role_binding
 from aiops_operator.settings import OperatorSettings
+from tests.helpers import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "modelservice.yaml"
@@ -30,27 +28,6 @@ OPERATOR_CHART = REPO_ROOT / "charts" / "aiops-operator"
 TRIGGER_SECRET = OperatorSettings().retrain_secret_name  # the one name a trigger is read from
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 MANAGED = "app.kubernetes.io/managed-by=aiops-operator"
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def example(name: str | None = None, **spec_overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.operator_helpers import Kube, OperatorProcess, example, wait_for
+from tests.helpers import wait_for
+from tests.operator.operator_helpers import Kube, OperatorProcess, example
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.operator.operator_helpers import (
     Kube,
     OperatorProcess,
     example,
     install_operator_identity,
     rbac_denials,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration

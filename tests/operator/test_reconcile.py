@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.operator.operator_helpers import (
-    EXAMPLE,
-    Kube,
-    OperatorProcess,
-    example,
-    printed_columns,
-    wait_for,
-)
+from tests.helpers import wait_for
+from tests.operator.operator_helpers import EXAMPLE, Kube, OperatorProcess, example, printed_columns
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.delivery.delivery_helpers import apply_crd
-from tests.operator.operator_helpers import Kube, OperatorProcess, example, wait_for
+from tests.helpers import wait_for
+from tests.operator.operator_helpers import Kube, OperatorProcess, example
 
 pytestmark = pytest.mark.integration
 

@@ -73,3 +73,17 @@ def test_unknown_fields_are_rejected() -> None:
             {"image": "i", "model": {"uri": "file:///m", "sha256": "a" * 64}, "replica": 2}
         )
     assert "spec.replica" in validation_message(info.value)
+
+
+def test_the_spec_offers_exactly_the_detectors_and_formats_the_runtime_runs() -> None:
+    """The two packages define their enums apart (the operator has no ML libraries to import);
+    a value one accepts and the other refuses would fail only in a pod."""
+    from typing import get_args
+
+    from aiops_operator import spec
+    from aiops_runtime import settings
+
+    assert set(get_args(spec.Detector)) == set(get_args(settings.Detector))
+    assert set(get_args(spec.ModelFormat)) == set(get_args(settings.ModelFormat))
+    # The engine is the runtime's own choice (DRIFT_ENGINE), not a ModelService field.
+    assert "engine" not in spec.DriftSpec.model_fields

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.loop.loop_helpers import FakeServer, fake_server, raw_server
+from tests.fakes import FakeServer, fake_server, raw_server
+from tests.helpers import wait_for
 from tests.operator.operator_helpers import (
     TRIGGER_SECRET,
     Kube,
@@ -39,7 +40,6 @@ from tests.operator.operator_helpers import (
     example,
     install_chart_identity,
     rbac_denials,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration

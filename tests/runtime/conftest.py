@@ -1,5 +1,6 @@
-"""Fixtures of the runtime tests: settings on the trained artifacts, an in-process client and a
-real uvicorn server on 127.0.0.1."""
+"""Fixtures of the runtime tests: settings on the trained artifacts, an in-process client, a
+real uvicorn server on 127.0.0.1, and for the drift tests the training split and a monitor
+factory."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from aiops_runtime.settings import RuntimeSettings
+from aiops_runtime.detectors import alibi_available
+from aiops_runtime.drift import DriftMonitor
+from aiops_runtime.settings import DriftConfig, RuntimeSettings
+from tests.runtime.drift_helpers import MonitorFactory, Split, training_split
 from tests.runtime.runtime_helpers import LiveServer, app_client
 
 # Settings the environment of the test run must not leak into the runtime under test.
@@ -69,3 +73,34 @@ def live_server(example_model_dir: Path) -> Iterator[LiveServer]:
     )
     with LiveServer(settings) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def split() -> Split:
+    """train.py's split with its default seed 42."""
+    return training_split()
+
+
+@pytest.fixture
+def make_monitor(split: Split) -> Iterator[MonitorFactory]:
+    """Build monitors on the reference (seeded permutations); their workers are stopped after."""
+    made: list[DriftMonitor] = []
+
+    def factory(**config: object) -> DriftMonitor:
+        monitor = DriftMonitor(split.reference, DriftConfig(**config), seed=7)  # type: ignore[arg-type]
+        made.append(monitor)
+        return monitor
+
+    yield factory
+    for monitor in made:
+        monitor.stop()
+
+
+@pytest.fixture
+def alibi() -> None:
+    """Skip when alibi-detect is missing, except in CI (CI=true), where that is a failure."""
+    if alibi_available():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("alibi-detect is not installed; CI must install the runtime's alibi extra")
+    pytest.skip("alibi-detect is not installed (pip install -e './runtime[test,alibi]')")

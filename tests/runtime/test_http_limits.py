@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.runtime.runtime_helpers import RUNBOOK_FEATURES
-from tests.runtime.test_runtime_process import Served, serve, wait_ready
+from tests.runtime.test_cli_serve import Served, serve, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,120 @@
+"""The drift benchmark's stream sampling and request feeding, which its headline figures rest on."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from aiops_runtime.drift import DriftMonitor
+from aiops_runtime.settings import DriftConfig
+from tests.runtime.drift_helpers import OUT_OF_RANGE, training_split
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "drift_bench.py"
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("drift_bench", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running: its dataclasses look their module up by name.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+RowSampler, feed, flag_runs, no_drift_day = (
+    bench.RowSampler,
+    bench.feed,
+    bench.flag_runs,
+    bench.no_drift_day,
+)
+
+
+def _windows_are_distinct(picks: np.ndarray, window: int) -> bool:
+    return all(
+        len(set(picks[i : i + window].tolist())) == window for i in range(len(picks) - window + 1)
+    )
+
+
+def test_sampler_never_repeats_a_row_within_a_window_across_draws() -> None:
+    sampler = RowSampler(np.arange(285.0)[:, None], 100, np.random.default_rng(0))
+    picks = np.concatenate([sampler.indices(n) for n in (7, 250, 1, 3000)])
+
+    assert _windows_are_distinct(picks, 100)
+
+
+def test_sampler_draws_every_pool_row_about_equally_often() -> None:
+    sampler = RowSampler(np.zeros((285, 1)), 100, np.random.default_rng(1))
+    counts = np.bincount(sampler.indices(285 * 400), minlength=285)
+
+    # 400 expected per row; blocking makes the counts more even than independent draws.
+    assert counts.min() > 300
+    assert counts.max() < 500
+
+
+def test_sampler_on_a_pool_smaller_than_the_window_repeats_as_late_as_it_can() -> None:
+    sampler = RowSampler(np.zeros((50, 1)), 100, np.random.default_rng(2))
+    picks = sampler.indices(2000)
+
+    assert _windows_are_distinct(picks, 49)
+    assert set(picks.tolist()) == set(range(50))
+
+
+def test_sampler_returns_the_pool_rows_it_picked() -> None:
+    pool = np.arange(60.0).reshape(20, 3)
+    rows = RowSampler(pool, 10, np.random.default_rng(3)).draw(15)
+
+    assert rows.shape == (15, 3)
+    assert all(any((row == p).all() for p in pool) for row in rows)
+
+
+def _checks(monitor: DriftMonitor, rows: np.ndarray, chunk: int | None) -> list[tuple[object, ...]]:
+    return [(*check, monitor.snapshot()["last_p_value"]) for check in feed(monitor, rows, chunk)]
+
+
+def test_chunked_feeding_checks_the_same_windows_as_single_row_requests() -> None:
+    split = training_split()
+    config = DriftConfig(window_size=100, check_every=50, consecutive=2)
+    rng = np.random.default_rng(4)
+    quiet = RowSampler(split.held_out, 100, rng).draw(400)
+    rows = np.concatenate((quiet, np.tile(OUT_OF_RANGE, (300, 1)), quiet[:230]))
+    by_row = DriftMonitor(split.reference, config, seed=5)
+    chunked = DriftMonitor(split.reference, config, seed=5)
+
+    single = _checks(by_row, rows, chunk=1)
+    in_chunks = _checks(chunked, rows, chunk=None)
+
+    assert [at for at, *_ in single] == list(range(100, len(rows) + 1, 50))
+    assert in_chunks == single
+    assert any(event for _, _, event, _ in single)
+    assert chunked.snapshot()["drift_events"] == by_row.snapshot()["drift_events"] == 1
+
+
+def test_flag_runs_counts_maximal_runs_by_length() -> None:
+    flags = [True, False, True, True, True, False, False, True, True, True, True, True, True]
+
+    assert flag_runs(flags) == {1: 1, 3: 1, 6: 1}
+    assert flag_runs([False, False]) == {}
+
+
+def test_day_simulation_counts_checks_flags_and_events_consistently() -> None:
+    # A loose threshold and short alarm so flags and events happen within a few hundred checks.
+    config = DriftConfig(window_size=100, check_every=100, consecutive=2, p_value_threshold=0.3)
+
+    day = no_drift_day(config, 25_050, block=7_000)
+
+    assert (day["rows"], day["checks"]) == (25_050, 250)
+    assert day["flags"] == sum(length * count for length, count in day["runs"].items()) > 0
+    assert day["events"] == sum(count for length, count in day["runs"].items() if length >= 2)
+
+
+def test_day_simulation_refuses_blocks_that_would_split_a_check_point() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        no_drift_day(DriftConfig(window_size=100, check_every=100), 1000, block=150)
