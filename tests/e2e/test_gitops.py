@@ -39,7 +39,7 @@ from tests.helpers import REPO_ROOT, pinned_tool, wait_for
 pytestmark = pytest.mark.integration
 
 ARGOCD = REPO_ROOT / "argocd"
-GITOPS = REPO_ROOT / "hack" / "gitops.py"
+GITOPS = [sys.executable, "-m", "aiops_harness.gitops"]
 SECOND = "second-model"
 # What the retrain job needs from the repository, beside the charts and the ModelServices.
 JOB_FILES = (
@@ -152,7 +152,7 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         pytest.fail(f"the images could not be imported: {exc}", pytrace=False)
     # As `make gitops-up` runs it; its last line names the repository.
     up = subprocess.run(
-        [sys.executable, str(GITOPS), "up", "--cluster-state", str(cluster.state_dir)],
+        [*GITOPS, "up", "--cluster-state", str(cluster.state_dir)],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     if up.returncode != 0:
@@ -601,7 +601,7 @@ def test_gitops_down_stops_every_process_it_started(stack: Stack) -> None:
     pids = stack.gitops.running_pids()
     assert set(pids) == set(COMPONENTS)
     down = subprocess.run(
-        [sys.executable, str(GITOPS), "down", "--cluster-state", str(stack.cluster.state_dir)],
+        [*GITOPS, "down", "--cluster-state", str(stack.cluster.state_dir)],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert down.stdout.startswith("gitops stopped: ")

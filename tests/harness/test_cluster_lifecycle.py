@@ -136,7 +136,7 @@ def test_the_real_node_runs_a_pod_and_leaves_the_host_as_it_was(tmp_path: Path) 
 def test_gitops_up_and_down_three_times_leave_no_process_or_port_behind(tmp_path: Path) -> None:
     """`make gitops-up` / `gitops-down` on a running cluster (KWOK only: the stack does not
     care about the node); `make cluster-down` runs the same `down` first."""
-    gitops = [sys.executable, str(REPO_ROOT / "hack" / "gitops.py")]
+    gitops = [sys.executable, "-m", "aiops_harness.gitops"]
     state = tmp_path / "state"
     up = run("up", "--state-dir", str(state), "--node", "kwok")
     assert up.returncode == 0, up.stderr + up.stdout
