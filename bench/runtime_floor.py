@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from aiops_runtime.app import encode_prediction, new_request_id, read_predict_rows
 from aiops_runtime.cli import server_options
-from aiops_runtime.errors import ApiError, error_response
+from aiops_runtime.errors import RequestError, error_response
 from aiops_runtime.settings import RuntimeSettings
 
 CLASSES = ["benign", "malignant"]
@@ -46,7 +46,7 @@ def create_floor_app(settings: RuntimeSettings, n_features: int = 30) -> FastAPI
         request_id = new_request_id()
         try:
             rows = await read_predict_rows(request, settings, n_features)
-        except ApiError as exc:
+        except RequestError as exc:
             return error_response(exc, request_id)
         proba = np.full((len(rows), 2), 0.5)
         return Response(

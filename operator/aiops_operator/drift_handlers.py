@@ -30,7 +30,7 @@ from aiops_operator import operator_metrics as metrics
 from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
 from aiops_operator.fairness import NamespaceSlots
 from aiops_operator.handlers import API_VERSION, STATE, Key, publish_status
-from aiops_operator.kube import ApiError
+from aiops_operator.kube import KubeApiError
 from aiops_operator.manifests import LABEL_INSTANCE
 from aiops_operator.reactions import (
     FAILED,
@@ -187,7 +187,7 @@ async def _why_not_ready(client: DriftClient, key: Key) -> DriftReadError:
             f"/api/v1/namespaces/{key[0]}/pods",
             params={"labelSelector": f"{LABEL_INSTANCE}={key[1]}", "limit": "5"},
         )
-    except (ApiError, aiohttp.ClientError, TimeoutError, kopf.TemporaryError):
+    except (KubeApiError, aiohttp.ClientError, TimeoutError, kopf.TemporaryError):
         return NOT_READY
     for pod in pods.get("items") or []:
         ip = (pod.get("status") or {}).get("podIP")
@@ -298,7 +298,7 @@ def _merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 async def _patch_status(key: Key, patch: dict[str, Any]) -> bool:
     try:
         await STATE.client().patch_status(API_VERSION, KIND, key[0], key[1], patch)
-    except ApiError as err:
+    except KubeApiError as err:
         if err.status != 404:
             log.warning("drift status not written: %s", err.message, extra=_ref(key))
         return False

@@ -30,7 +30,7 @@ import kopf
 from pydantic import ValidationError
 
 from aiops_operator import manifests, operator_metrics
-from aiops_operator.kube import PLURALS, ApiError, KubeClient, load_connection
+from aiops_operator.kube import PLURALS, KubeApiError, KubeClient, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.spec import (
@@ -407,7 +407,7 @@ async def _converge(
 async def _discover_or_retry(retry: int) -> bool:
     try:
         return await servicemonitors_available()
-    except (TimeoutError, ApiError, OSError) as exc:
+    except (TimeoutError, KubeApiError, OSError) as exc:
         raise kopf.TemporaryError(f"API discovery failed: {exc}", delay=_backoff(retry)) from exc
 
 
@@ -435,9 +435,9 @@ async def _apply_children(
             *(client.apply(m) for m in children.apply), return_exceptions=True
         )
     for manifest, result in zip(children.apply, results, strict=True):
-        if isinstance(result, ApiError) and result.namespace_terminating:
+        if isinstance(result, KubeApiError) and result.namespace_terminating:
             return  # the ModelService goes with its namespace; nothing to converge
-        if isinstance(result, ApiError) and result.permanent and not eager:
+        if isinstance(result, KubeApiError) and result.permanent and not eager:
             reason = f"{manifest['kind']}Rejected"
             await _give_up(key, body, uid, generation, Problem(reason, result.message))
         if isinstance(result, BaseException):
@@ -568,7 +568,7 @@ async def _publish_after(key: Key, delay: float) -> None:
             return
         try:
             await STATE.client().patch_status(API_VERSION, KIND, key[0], key[1], status)
-        except ApiError as err:
+        except KubeApiError as err:
             if err.status == 404:  # deleted meanwhile
                 return
             raise
@@ -614,7 +614,7 @@ async def _restore_if_needed(key: Key, kind: str, type: str | None, body: kopf.B
     try:
         async with STATE.children_first.child_write():
             await client.apply(desired)
-    except ApiError as err:
+    except KubeApiError as err:
         if err.kind_terminating:  # e.g. the Prometheus Operator's CRDs being uninstalled
             log.info(
                 "child not restored: its CustomResourceDefinition is being deleted",

@@ -25,7 +25,7 @@ PLURALS = {
 }
 
 
-class ApiError(Exception):
+class KubeApiError(Exception):
     """A non-2xx answer of the API server, with its Status reason and message."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
@@ -135,7 +135,7 @@ class KubeClient:
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send one request; returns the JSON answer or raises ApiError. Re-logs in once on 401."""
+        """Send one request; return the JSON answer or raise KubeApiError. Re-log in once on 401."""
         for attempt in range(2):
             session = self._open()
             data = None if body is None else json.dumps(body)
@@ -177,7 +177,7 @@ class KubeClient:
         path = resource_path(api_version, PLURALS[kind], namespace, name)
         try:
             await self.request("DELETE", path, body={"propagationPolicy": "Background"})
-        except ApiError as err:
+        except KubeApiError as err:
             if err.status == 404:
                 return False
             raise
@@ -196,7 +196,7 @@ class KubeClient:
         """Whether the API server serves `plural` in `api_version` (discovery)."""
         try:
             answer = await self.request("GET", resource_path(api_version, "").rstrip("/"))
-        except ApiError as err:
+        except KubeApiError as err:
             if err.status == 404:
                 return False
             raise
@@ -218,9 +218,9 @@ class KubeClient:
                     yield json.loads(line)
 
 
-def _api_error(status: int, text: str) -> ApiError:
+def _api_error(status: int, text: str) -> KubeApiError:
     try:
         answer = json.loads(text)
     except ValueError:
-        return ApiError(status, "Unknown", text[:500])
-    return ApiError(status, answer.get("reason", "Unknown"), answer.get("message", text[:500]))
+        return KubeApiError(status, "Unknown", text[:500])
+    return KubeApiError(status, answer.get("reason", "Unknown"), answer.get("message", text[:500]))

@@ -35,7 +35,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import aiohttp
 
 from aiops_operator.bounded import HEADERS, AnswerRefused, answered, read_capped, strict_json
-from aiops_operator.kube import ApiError, KubeClient, resource_path
+from aiops_operator.kube import KubeApiError, KubeClient, resource_path
 
 DEFAULT_REF = "main"
 TRIGGER_BODY_MAX = 16 * 1024  # GitLab's pipeline answer is about 1 KB
@@ -212,7 +212,7 @@ async def read_trigger(kube: KubeClient, namespace: str, name: str, key: str) ->
     where = f"Secret {namespace}/{name} key {key!r}"
     try:
         secret = await kube.request("GET", resource_path("v1", "secrets", namespace, name))
-    except ApiError as err:
+    except KubeApiError as err:
         if err.status == 404:
             raise RetrainConfigError(
                 "TriggerSecretNotFound", f"Secret {namespace}/{name} does not exist"

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from aiops_runtime import metrics
 from aiops_runtime.batcher import MicroBatcher
-from aiops_runtime.errors import ApiError, error_response
+from aiops_runtime.errors import RequestError, error_response
 from aiops_runtime.model_store import ArtifactError, LoadedArtifacts, LoadedModel, load_artifacts
 from aiops_runtime.schemas import (
     ErrorResponse,
@@ -148,7 +148,7 @@ def _check_content_type(request: Request) -> None:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != _JSON and not (media.startswith("application/") and media.endswith("+json")):
         shown = media or "none"
-        raise ApiError(
+        raise RequestError(
             415, "unsupported_media_type", f"Content-Type must be application/json, got {shown}"
         )
 
@@ -162,11 +162,11 @@ async def read_body(request: Request, settings: RuntimeSettings) -> bytes:
     """
     limit = settings.max_body_bytes
     budget = limit + settings.body_drain_bytes  # the most body bytes read before a 413
-    too_large = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
+    too_large = RequestError(413, "body_too_large", f"the body exceeds {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, "invalid_content_length", "Content-Length is not a number")
+            raise RequestError(400, "invalid_content_length", "Content-Length is not a number")
         if int(declared) > limit:
             # A client waiting for 100 Continue has sent nothing; reading would ask for it all.
             waiting = request.headers.get("expect", "").lower() == "100-continue"
@@ -229,7 +229,7 @@ def _log_request(
     latency_s: float,
     status: int,
     rows: int,
-    error: ApiError | None,
+    error: RequestError | None,
 ) -> None:
     mode = state.settings.access_log
     if mode == "off" or (mode == "errors" and error is None):
@@ -258,7 +258,9 @@ async def _predict(request: Request) -> Response:
     rows = 0
     try:
         if not state.ready or state.model is None or state.batcher is None:
-            raise ApiError(503, "not_ready", f"the model is not ready: {state.not_ready_message}")
+            raise RequestError(
+                503, "not_ready", f"the model is not ready: {state.not_ready_message}"
+            )
         matrix = await read_predict_rows(request, state.settings, state.model.n_features)
         rows = len(matrix)
         future = state.batcher.predict(matrix)
@@ -272,12 +274,12 @@ async def _predict(request: Request) -> Response:
         )
         error = None
         metrics.PREDICTIONS.inc(rows)
-    except ApiError as exc:
+    except RequestError as exc:
         error = exc
         response = error_response(exc, request_id)
     except Exception:
         log.exception("prediction failed", extra={"request_id": request_id})
-        error = ApiError(500, "internal_error", "the model failed to score the request")
+        error = RequestError(500, "internal_error", "the model failed to score the request")
         response = error_response(error, request_id)
     latency = time.perf_counter() - start
     metrics.REQUEST_LATENCY.observe(latency)
@@ -493,13 +495,13 @@ async def _shutdown(state: RuntimeState, tasks: list[asyncio.Task[None]]) -> Non
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
-        error = ApiError(404, "not_found", f"no route {request.url.path}")
+        error = RequestError(404, "not_found", f"no route {request.url.path}")
     elif exc.status_code == 405:
-        error = ApiError(
+        error = RequestError(
             405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
         )
     else:
-        error = ApiError(exc.status_code, "http_error", str(exc.detail))
+        error = RequestError(exc.status_code, "http_error", str(exc.detail))
     response = error_response(error)
     if exc.headers:
         response.headers.update(exc.headers)
@@ -510,12 +512,12 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ()))
-    return error_response(ApiError(422, "invalid_request", str(first.get("msg", exc)), where))
+    return error_response(RequestError(422, "invalid_request", str(first.get("msg", exc)), where))
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return error_response(ApiError(500, "internal_error", "internal error"))
+    return error_response(RequestError(500, "internal_error", "internal error"))
 
 
 def create_app(settings: RuntimeSettings | None = None) -> FastAPI:

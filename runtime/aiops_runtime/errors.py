@@ -12,7 +12,7 @@ from starlette.responses import Response
 from aiops_runtime.metrics import REQUEST_ERRORS
 
 
-class ApiError(Exception):
+class RequestError(Exception):
     """A request answered with an error status; ``reason`` is a stable snake_case code."""
 
     def __init__(self, status: int, reason: str, message: str, field: str | None = None) -> None:
@@ -23,8 +23,8 @@ class ApiError(Exception):
         self.field = field
 
 
-def error_response(error: ApiError, request_id: str | None = None) -> Response:
-    """Render an ApiError as the JSON error body and count it by reason."""
+def error_response(error: RequestError, request_id: str | None = None) -> Response:
+    """Render an RequestError as the JSON error body and count it by reason."""
     REQUEST_ERRORS.labels(error.reason).inc()
     body: dict[str, object] = {
         "error": {"reason": error.reason, "message": error.message, "field": error.field}

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from aiops_runtime.errors import ApiError
+from aiops_runtime.errors import RequestError
 
 _NUMBER_TYPES = frozenset((int, float))
 _JSON_TYPE_NAMES = {
@@ -80,16 +80,16 @@ def _type_name(value: Any) -> str:
 
 def _check_row(row: Any, n_features: int, field: str) -> None:
     if type(row) is not list:
-        raise ApiError(422, "wrong_type", f"{field} must be an array of numbers", field)
+        raise RequestError(422, "wrong_type", f"{field} must be an array of numbers", field)
     if len(row) != n_features:
-        raise ApiError(
+        raise RequestError(
             422, "wrong_length", f"{field} has {len(row)} values, expected {n_features}", field
         )
     if not set(map(type, row)) <= _NUMBER_TYPES:
         for j, value in enumerate(row):
             if type(value) not in _NUMBER_TYPES:
                 where = f"{field}[{j}]"
-                raise ApiError(
+                raise RequestError(
                     422, "wrong_type", f"{where} must be a number, got {_type_name(value)}", where
                 )
 
@@ -102,27 +102,29 @@ def _first_non_finite(matrix: np.ndarray, single: bool) -> str:
 def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarray:
     """Parse and validate a /predict body into a float64 matrix of shape (rows, n_features).
 
-    Raises ApiError naming the offending field for every way the body can be wrong.
+    Raises RequestError naming the offending field for every way the body can be wrong.
     """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "infinity" in str(exc):
-            raise ApiError(422, "non_finite", f"a number is out of float64 range: {exc}") from None
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+            raise RequestError(
+                422, "non_finite", f"a number is out of float64 range: {exc}"
+            ) from None
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if type(doc) is not dict:
-        raise ApiError(
+        raise RequestError(
             422, "invalid_body", "the body must be a JSON object with `features` or `instances`"
         )
     has_features = "features" in doc
     has_instances = "instances" in doc
     for key in doc:
         if key not in ("features", "instances"):
-            raise ApiError(
+            raise RequestError(
                 422, "unknown_field", f"unknown field {key!r}; use `features` or `instances`", key
             )
     if has_features == has_instances:
-        raise ApiError(
+        raise RequestError(
             422,
             "missing_field" if not has_features else "ambiguous_body",
             "give exactly one of `features` (one row) or `instances` (a batch)",
@@ -133,11 +135,13 @@ def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarra
     else:
         rows = doc["instances"]
         if type(rows) is not list:
-            raise ApiError(422, "wrong_type", "instances must be an array of rows", "instances")
+            raise RequestError(422, "wrong_type", "instances must be an array of rows", "instances")
         if not rows:
-            raise ApiError(422, "empty_batch", "instances must hold at least one row", "instances")
+            raise RequestError(
+                422, "empty_batch", "instances must hold at least one row", "instances"
+            )
         if len(rows) > max_rows:
-            raise ApiError(
+            raise RequestError(
                 422,
                 "batch_too_large",
                 f"instances has {len(rows)} rows, at most {max_rows} are accepted",
@@ -149,5 +153,5 @@ def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarra
     # orjson already refuses NaN and overflowing literals; this guards the model all the same.
     if not np.isfinite(matrix).all():
         where = _first_non_finite(matrix, has_features)
-        raise ApiError(422, "non_finite", f"{where} must be a finite number", where)
+        raise RequestError(422, "non_finite", f"{where} must be a finite number", where)
     return matrix

@@ -1,8 +1,8 @@
-"""How the operator classifies the API server's refusals (kube.ApiError)."""
+"""How the operator classifies the API server's refusals (kube.KubeApiError)."""
 
 from __future__ import annotations
 
-from aiops_operator.kube import ApiError
+from aiops_operator.kube import KubeApiError
 
 NAMESPACE_GOING = (
     'deployments.apps "x" is forbidden: unable to create new content in namespace ns'
@@ -15,25 +15,25 @@ CRD_GOING = (
 
 
 def test_a_terminating_namespace_is_not_an_rbac_problem() -> None:
-    err = ApiError(403, "Forbidden", NAMESPACE_GOING)
+    err = KubeApiError(403, "Forbidden", NAMESPACE_GOING)
     assert err.namespace_terminating
     assert not err.kind_terminating
     assert not err.permanent
 
 
 def test_a_terminating_crd_is_recognised() -> None:
-    err = ApiError(403, "Forbidden", CRD_GOING)
+    err = KubeApiError(403, "Forbidden", CRD_GOING)
     assert err.kind_terminating
     assert not err.namespace_terminating
 
 
 def test_a_real_rbac_denial_is_neither() -> None:
-    err = ApiError(403, "Forbidden", 'secrets "t" is forbidden: User "sa" cannot get resource')
+    err = KubeApiError(403, "Forbidden", 'secrets "t" is forbidden: User "sa" cannot get resource')
     assert not err.kind_terminating
     assert not err.namespace_terminating
 
 
 def test_rejections_of_the_object_itself_are_permanent() -> None:
-    assert ApiError(422, "Invalid", "spec.replicas: Invalid value").permanent
-    assert not ApiError(500, "InternalError", "etcd timeout").permanent
-    assert not ApiError(429, "TooManyRequests", "slow down").permanent
+    assert KubeApiError(422, "Invalid", "spec.replicas: Invalid value").permanent
+    assert not KubeApiError(500, "InternalError", "etcd timeout").permanent
+    assert not KubeApiError(429, "TooManyRequests", "slow down").permanent
