@@ -17,7 +17,18 @@ from starlette.responses import Response
 
 from aiops_runtime import endpoints, http_io, lifecycle
 from aiops_runtime.dataplane import DataPlane
-from aiops_runtime.schemas import ErrorResponse, HealthResponse, PredictRequest, PredictResponse
+from aiops_runtime.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    OipError,
+    OipInferRequest,
+    OipInferResponse,
+    OipModelMetadata,
+    OipModelReady,
+    OipServerMetadata,
+    PredictRequest,
+    PredictResponse,
+)
 from aiops_runtime.settings import RuntimeSettings
 from aiops_runtime.state import RuntimeState
 
@@ -31,6 +42,65 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "The model is not loaded yet (or failed to load)."),
     )
 }
+
+
+_OIP_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": OipError, "description": text}
+    for code, text in (
+        (400, "Not a valid infer request (the field is named in `error`)."),
+        (404, "No such model (or version) here."),
+        (413, "Body larger than MAX_BODY_BYTES."),
+        (415, "A Content-Type other than application/json."),
+        (503, "The model is not loaded yet (or failed to load)."),
+    )
+}
+
+
+def _add_oip_routes(app: FastAPI) -> None:
+    """The Open Inference Protocol's REST routes (docs/oip.md)."""
+    app.add_api_route(
+        "/v2",
+        endpoints.server_metadata,
+        methods=["GET"],
+        summary="Server metadata (Open Inference Protocol)",
+        response_model=OipServerMetadata,
+        tags=["open inference protocol"],
+    )
+    infer_body = {
+        "required": True,
+        "content": {http_io.JSON: {"schema": OipInferRequest.model_json_schema()}},
+    }
+    for prefix, version in (("", False), ("/versions/{model_version}", True)):
+        base = "/v2/models/{model_name}" + prefix
+        of_version = " of one version" if version else ""
+        app.add_api_route(
+            base,
+            endpoints.model_version_metadata if version else endpoints.model_metadata,
+            methods=["GET"],
+            summary=f"Model metadata{of_version}: input and outputs",
+            response_model=OipModelMetadata,
+            responses={404: _OIP_ERRORS[404], 503: _OIP_ERRORS[503]},
+            tags=["open inference protocol"],
+        )
+        app.add_api_route(
+            base + "/ready",
+            endpoints.model_version_ready if version else endpoints.model_ready,
+            methods=["GET"],
+            summary=f"Model readiness{of_version} (200 ready, 503 not yet)",
+            response_model=OipModelReady,
+            responses={404: _OIP_ERRORS[404], 503: {"model": OipModelReady}},
+            tags=["open inference protocol"],
+        )
+        app.add_api_route(
+            base + "/infer",
+            endpoints.version_infer if version else endpoints.infer,
+            methods=["POST"],
+            summary=f"Score rows{of_version} (the same data plane as /predict)",
+            response_model=OipInferResponse,
+            responses=_OIP_ERRORS,
+            openapi_extra={"requestBody": infer_body},
+            tags=["open inference protocol"],
+        )
 
 
 def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
@@ -73,9 +143,9 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
     )
     for path, endpoint, summary in (
         ("/healthz", endpoints.healthz, "Liveness"),
-        ("/v2/health/live", endpoints.healthz, "Liveness (V2 protocol path)"),
+        ("/v2/health/live", endpoints.v2_live, "Liveness (V2 protocol path)"),
         ("/readyz", endpoints.readyz, "Readiness: model loaded, digests verified"),
-        ("/v2/health/ready", endpoints.readyz, "Readiness (V2 protocol path)"),
+        ("/v2/health/ready", endpoints.v2_ready, "Readiness (V2 protocol path)"),
     ):
         app.add_api_route(
             path,
@@ -86,6 +156,7 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
             responses={503: {"model": HealthResponse, "description": "Not ready."}},
             tags=["health"],
         )
+    _add_oip_routes(app)
     app.add_api_route(
         "/metrics",
         endpoints.metrics,

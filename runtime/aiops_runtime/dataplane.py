@@ -31,8 +31,8 @@ class Call:
     rows: int = 0
 
 
-# What a route does with a ready model: decode the body, `DataPlane.infer` the rows, encode.
-Work = Callable[[Call, LoadedModel], Awaitable[Response]]
+# What a route does: take the ready model, decode the body, `DataPlane.infer` the rows, encode.
+Work = Callable[[Call], Awaitable[Response]]
 # How a route's protocol renders an error (the runtime's shape, or the protocol's).
 RenderError = Callable[[RequestError, str], Response]
 
@@ -66,12 +66,12 @@ class DataPlane:
         return proba
 
     async def serve(self, call: Call, work: Work, render_error: RenderError) -> Response:
-        """Run ``work`` on the ready model; answer its response or the error, and account for it
-        (latency histogram, summary counters, access log)."""
+        """Run ``work``; answer its response or the error, and account for it (latency
+        histogram, summary counters, access log)."""
         start = time.perf_counter()
         error: RequestError | None = None
         try:
-            response = await work(call, self.ready_model())
+            response = await work(call)
         except RequestError as exc:
             error = exc
             response = render_error(exc, call.request_id)

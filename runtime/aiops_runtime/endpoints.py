@@ -1,5 +1,6 @@
 """The route handlers: each reads the state the app hands in (``request.app.state``), decodes its
-protocol and delegates inference to the data plane."""
+protocol (/predict, or the Open Inference Protocol through oip.py) and delegates inference to the
+data plane."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from fastapi import Request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.responses import Response
 
+from aiops_runtime import oip
 from aiops_runtime.dataplane import Call, DataPlane
-from aiops_runtime.errors import error_response
+from aiops_runtime.errors import RequestError, error_response
 from aiops_runtime.http_io import (
     JSON,
+    check_content_type,
     encode_prediction,
     json_response,
+    read_body,
     read_predict_rows,
     request_id_of,
 )
-from aiops_runtime.model_store import LoadedModel
+from aiops_runtime.metrics import REQUEST_ERRORS
 from aiops_runtime.state import RuntimeState
 
 
@@ -37,7 +41,8 @@ async def predict(request: Request) -> Response:
     plane = _dataplane(request)
     settings = plane.state.settings
 
-    async def work(call: Call, model: LoadedModel) -> Response:
+    async def work(call: Call) -> Response:
+        model = plane.ready_model()
         rows = await read_predict_rows(request, settings, model.n_features)
         proba = await plane.infer(call, rows)
         return Response(
@@ -71,6 +76,17 @@ async def readyz(request: Request) -> Response:
     return json_response(_health_body(state), 200 if state.ready else 503)
 
 
+async def v2_live(request: Request) -> Response:
+    """Liveness on the V2 path, with the protocol's ``live`` key."""
+    return json_response({"status": "ok", "live": True})
+
+
+async def v2_ready(request: Request) -> Response:
+    """Readiness on the V2 path, with the protocol's ``ready`` key."""
+    state = _state(request)
+    return json_response({**_health_body(state), "ready": state.ready}, 200 if state.ready else 503)
+
+
 async def metrics(request: Request) -> Response:
     """The Prometheus exposition of the default registry."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -85,3 +101,106 @@ async def drift(request: Request) -> Response:
     if state.drift is None:
         return json_response(state.drift_status)
     return json_response({"enabled": True, **state.drift.snapshot()})
+
+
+# --- the Open Inference Protocol (oip.py holds the mapping) ---------------------------------------
+
+
+def oip_error_response(error: RequestError, request_id: str | None = None) -> Response:
+    """An error in the protocol's shape, ``{"error": "..."}``, counted by reason."""
+    REQUEST_ERRORS.labels(error.reason).inc()
+    headers = {"x-request-id": request_id} if request_id else None
+    return json_response(oip.error_body(error), oip.error_status(error), headers)
+
+
+async def server_metadata(request: Request) -> Response:
+    """``GET /v2``."""
+    return json_response(oip.server_metadata(request.app.version))
+
+
+async def _model_metadata(request: Request, model_name: str, version: str | None) -> Response:
+    plane = _dataplane(request)
+    settings = plane.state.settings
+    try:
+        oip.check_model(model_name, version, settings.model_name, settings.model_version)
+        model = plane.ready_model()
+    except RequestError as exc:
+        return oip_error_response(exc)
+    return json_response(
+        oip.model_metadata(
+            settings.model_name, settings.model_version, model.n_features, len(model.classes)
+        )
+    )
+
+
+async def model_metadata(request: Request, model_name: str) -> Response:
+    """``GET /v2/models/{model_name}``."""
+    return await _model_metadata(request, model_name, None)
+
+
+async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
+    """``GET /v2/models/{model_name}/versions/{model_version}``."""
+    return await _model_metadata(request, model_name, model_version)
+
+
+async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
+    state = _state(request)
+    try:
+        oip.check_model(
+            model_name, version, state.settings.model_name, state.settings.model_version
+        )
+    except RequestError as exc:
+        return oip_error_response(exc)
+    return json_response({"name": model_name, "ready": state.ready}, 200 if state.ready else 503)
+
+
+async def model_ready(request: Request, model_name: str) -> Response:
+    """``GET /v2/models/{model_name}/ready``: 200 when it can be scored, else 503."""
+    return await _model_ready(request, model_name, None)
+
+
+async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
+    """``GET /v2/models/{model_name}/versions/{model_version}/ready``."""
+    return await _model_ready(request, model_name, model_version)
+
+
+async def _infer(request: Request, model_name: str, version: str | None) -> Response:
+    plane = _dataplane(request)
+    settings = plane.state.settings
+
+    async def work(call: Call) -> Response:
+        oip.check_model(model_name, version, settings.model_name, settings.model_version)
+        model = plane.ready_model()
+        if "inference-header-content-length" in request.headers:
+            raise RequestError(
+                400,
+                "binary_data_unsupported",
+                "the binary tensor extension is not supported; send JSON `data`",
+                "Inference-Header-Content-Length",
+            )
+        # Triton's client sends no Content-Type; a declared one must still be JSON.
+        check_content_type(request, required=False)
+        body = await read_body(request, settings)
+        decoded = oip.parse_infer_request(body, model.n_features, settings.max_batch_size)
+        proba = await plane.infer(call, decoded.rows)
+        answer = oip.encode_infer_response(
+            settings.model_name,
+            settings.model_version,
+            decoded.id if decoded.id is not None else call.request_id,
+            proba,
+            decoded.outputs,
+        )
+        return json_response(answer, headers={"x-request-id": call.request_id})
+
+    call = Call("/v2/models/{model_name}/infer", request_id_of(request))
+    return await plane.serve(call, work, oip_error_response)
+
+
+async def infer(request: Request, model_name: str) -> Response:
+    """``POST /v2/models/{model_name}/infer``: the same data plane as /predict."""
+    return await _infer(request, model_name, None)
+
+
+async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
+    """``POST /v2/models/{model_name}/versions/{model_version}/infer``."""
+    return await _infer(request, model_name, model_version)

@@ -52,9 +52,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
-def check_content_type(request: Request) -> None:
-    """Refuse (415) a body that is not declared JSON (``application/json`` or ``*/*+json``)."""
+def check_content_type(request: Request, *, required: bool = True) -> None:
+    """Refuse (415) a body that is not declared JSON (``application/json`` or ``*/*+json``);
+    with ``required=False`` a body without Content-Type is taken as JSON."""
     content_type = request.headers.get("content-type", "")
+    if not content_type and not required:
+        return
     media = content_type.split(";", 1)[0].strip().lower()
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
         shown = media or "none"
