@@ -19,10 +19,10 @@ help: ## List every target with one line each
 # --- set-up ------------------------------------------------------------------------------------
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras
+install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras (and the OIP clients)
 
 $(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/pyproject.toml hack/install-python.sh
-	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test]" ./hack
+	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test,clients]" ./hack
 	@touch $@
 
 # alibi-detect pins numpy < 2 and pulls ~0.9 GB of TensorFlow, so it lives in a venv of its own:
