@@ -127,6 +127,10 @@ example-model: install ## Retrain the example model into examples/models/breast-
 	$(BIN)/python .ci/retrain/bump-modelservice.py --file examples/modelservice.yaml \
 	  --manifest examples/models/breast-cancer/manifest.json
 
+.PHONY: docs-assets
+docs-assets: ## Re-fetch the runtime's /docs and /redoc assets (npm, pinned) and check their sha256
+	@hack/docs-assets.sh
+
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)
 	@hack/e2e-kind.sh

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from aiops_runtime import endpoints, http_io, lifecycle
+from aiops_runtime.api_docs import add_api_docs
 from aiops_runtime.dataplane import DataPlane
 from aiops_runtime.schemas import (
     ErrorResponse,
@@ -119,10 +120,13 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         # Off unless API_DOCS: they would describe the API to anyone who can reach the pod.
-        docs_url="/docs" if settings.api_docs else None,
-        redoc_url="/redoc" if settings.api_docs else None,
+        # /docs and /redoc are api_docs.py's, with assets of their own (no CDN).
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    if settings.api_docs:
+        add_api_docs(app, "/openapi.json")
     app.state.runtime = state
     app.state.dataplane = DataPlane(state)
     app.add_exception_handler(StarletteHTTPException, http_io.on_http_error)
