@@ -4,11 +4,12 @@ pages work without Internet access and name no other host."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -25,32 +26,33 @@ CONTENT_SECURITY_POLICY = (
 
 def add_api_docs(app: FastAPI, openapi_url: str) -> None:
     """Serve /docs, /redoc and their assets (call only when API_DOCS is on)."""
-    title = app.title
-
-    async def swagger_ui(request: Request) -> Response:
-        page = get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{title} - Swagger UI",
-            swagger_js_url=f"{ASSETS}/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS}/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/swagger-ui/favicon-32x32.png",
-            # Swagger UI's default sends the document's URL to an online validator.
-            swagger_ui_parameters={"validatorUrl": None},
+    swagger_ui = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{ASSETS}/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}/swagger-ui/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}/swagger-ui/favicon-32x32.png",
+        # Swagger UI's default sends the document's URL to an online validator.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    redoc = get_redoc_html(
+        openapi_url=openapi_url,
+        title=f"{app.title} - ReDoc",
+        redoc_js_url=f"{ASSETS}/redoc/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS}/swagger-ui/favicon-32x32.png",
+        with_google_fonts=False,
+    )
+    for path, page in (("/docs", swagger_ui), ("/redoc", redoc)):
+        app.add_api_route(
+            path, _serve_page(bytes(page.body)), methods=["GET"], include_in_schema=False
         )
-        page.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
-        return page
-
-    async def redoc(request: Request) -> Response:
-        page = get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{title} - ReDoc",
-            redoc_js_url=f"{ASSETS}/redoc/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS}/swagger-ui/favicon-32x32.png",
-            with_google_fonts=False,
-        )
-        page.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
-        return page
-
-    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
     app.mount(ASSETS, StaticFiles(directory=STATIC_DIR), name="docs-assets")
+
+
+def _serve_page(html: bytes) -> Callable[[Request], Awaitable[Response]]:
+    headers = {"content-security-policy": CONTENT_SECURITY_POLICY}
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(html, headers=headers)
+
+    return page

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -33,75 +36,101 @@ from aiops_runtime.schemas import (
 from aiops_runtime.settings import RuntimeSettings
 from aiops_runtime.state import RuntimeState
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in (
-        (400, "Invalid JSON."),
-        (413, "Body larger than MAX_BODY_BYTES."),
-        (415, "Content-Type is not application/json."),
-        (422, "Valid JSON that is not a valid request (field named in the error)."),
-        (503, "The model is not loaded yet (or failed to load)."),
-    )
-}
+
+def _documented(model: type[Any], *answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses``: each status with its body's model and what it means."""
+    return {code: {"model": model, "description": text} for code, text in answers}
 
 
-_OIP_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OipError, "description": text}
-    for code, text in (
-        (400, "Not a valid infer request (the field is named in `error`)."),
-        (404, "No such model (or version) here."),
-        (413, "Body larger than MAX_BODY_BYTES."),
-        (415, "A Content-Type other than application/json."),
-        (503, "The model is not loaded yet (or failed to load)."),
-    )
-}
+_BODY_TOO_LARGE = (413, "Body larger than MAX_BODY_BYTES.")
+_NOT_LOADED = (503, "The model is not loaded yet (or failed to load).")
+_ERROR_RESPONSES = _documented(
+    ErrorResponse,
+    (400, "Invalid JSON."),
+    _BODY_TOO_LARGE,
+    (415, "Content-Type is not application/json."),
+    (422, "Valid JSON that is not a valid request (field named in the error)."),
+    _NOT_LOADED,
+)
+_OIP_ERRORS = _documented(
+    OipError,
+    (400, "Not a valid infer request (the field is named in `error`)."),
+    (404, "No such model (or version) here."),
+    _BODY_TOO_LARGE,
+    (415, "A Content-Type other than application/json."),
+    _NOT_LOADED,
+)
+
+
+@dataclass(frozen=True)
+class _ModelRoute:
+    """A route of ``/v2/models/{model_name}``, also under ``.../versions/{model_version}``."""
+
+    suffix: str
+    method: str
+    handlers: tuple[endpoints.Handler, endpoints.Handler]  # any version, one version
+    summary: str
+    response_model: type[BaseModel]
+    responses: dict[int | str, dict[str, Any]]
+    openapi_extra: dict[str, Any] | None = None
 
 
 def _add_oip_routes(app: FastAPI) -> None:
     """The Open Inference Protocol's REST routes (docs/oip.md)."""
+    tags: list[str | Enum] = ["open inference protocol"]
     app.add_api_route(
         "/v2",
         endpoints.server_metadata,
         methods=["GET"],
         summary="Server metadata (Open Inference Protocol)",
         response_model=OipServerMetadata,
-        tags=["open inference protocol"],
+        tags=tags,
     )
     infer_body = {
         "required": True,
         "content": {http_io.JSON: {"schema": OipInferRequest.model_json_schema()}},
     }
-    for prefix, version in (("", False), ("/versions/{model_version}", True)):
-        base = "/v2/models/{model_name}" + prefix
-        of_version = " of one version" if version else ""
-        app.add_api_route(
-            base,
-            endpoints.model_version_metadata if version else endpoints.model_metadata,
-            methods=["GET"],
-            summary=f"Model metadata{of_version}: input and outputs",
-            response_model=OipModelMetadata,
-            responses={404: _OIP_ERRORS[404], 503: _OIP_ERRORS[503]},
-            tags=["open inference protocol"],
-        )
-        app.add_api_route(
-            base + "/ready",
-            endpoints.model_version_ready if version else endpoints.model_ready,
-            methods=["GET"],
-            summary=f"Model readiness{of_version} (200 ready, 503 not yet)",
-            response_model=OipModelReady,
-            responses={404: _OIP_ERRORS[404], 503: {"model": OipModelReady}},
-            tags=["open inference protocol"],
-        )
-        app.add_api_route(
-            base + "/infer",
-            endpoints.version_infer if version else endpoints.infer,
-            methods=["POST"],
-            summary=f"Score rows{of_version} (the same data plane as /predict)",
-            response_model=OipInferResponse,
-            responses=_OIP_ERRORS,
-            openapi_extra={"requestBody": infer_body},
-            tags=["open inference protocol"],
-        )
+    routes = (
+        _ModelRoute(
+            "",
+            "GET",
+            (endpoints.model_metadata, endpoints.model_version_metadata),
+            "Model metadata{}: input and outputs",
+            OipModelMetadata,
+            {404: _OIP_ERRORS[404], 503: _OIP_ERRORS[503]},
+        ),
+        _ModelRoute(
+            "/ready",
+            "GET",
+            (endpoints.model_ready, endpoints.model_version_ready),
+            "Model readiness{} (200 ready, 503 not yet)",
+            OipModelReady,
+            {404: _OIP_ERRORS[404], 503: {"model": OipModelReady}},
+        ),
+        _ModelRoute(
+            "/infer",
+            "POST",
+            (endpoints.infer, endpoints.version_infer),
+            "Score rows{} (the same data plane as /predict)",
+            OipInferResponse,
+            _OIP_ERRORS,
+            {"requestBody": infer_body},
+        ),
+    )
+    bases = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
+    for route in routes:
+        paths = zip(bases, route.handlers, ("", " of one version"), strict=True)
+        for base, endpoint, of_version in paths:
+            app.add_api_route(
+                base + route.suffix,
+                endpoint,
+                methods=[route.method],
+                summary=route.summary.format(of_version),
+                response_model=route.response_model,
+                responses=route.responses,
+                openapi_extra=route.openapi_extra,
+                tags=tags,
+            )
 
 
 def create_app(settings: RuntimeSettings | None = None) -> FastAPI:

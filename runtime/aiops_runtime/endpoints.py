@@ -4,6 +4,7 @@ data plane."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -24,6 +25,8 @@ from aiops_runtime.http_io import (
 )
 from aiops_runtime.metrics import REQUEST_ERRORS
 from aiops_runtime.state import RuntimeState
+
+Handler = Callable[..., Awaitable[Response]]
 
 
 def _state(request: Request) -> RuntimeState:
@@ -119,6 +122,7 @@ async def server_metadata(request: Request) -> Response:
 
 
 async def _model_metadata(request: Request, model_name: str, version: str | None) -> Response:
+    """Model metadata: versions, the input and the outputs (503 until the model is loaded)."""
     plane = _dataplane(request)
     settings = plane.state.settings
     try:
@@ -133,17 +137,8 @@ async def _model_metadata(request: Request, model_name: str, version: str | None
     )
 
 
-async def model_metadata(request: Request, model_name: str) -> Response:
-    """``GET /v2/models/{model_name}``."""
-    return await _model_metadata(request, model_name, None)
-
-
-async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
-    """``GET /v2/models/{model_name}/versions/{model_version}``."""
-    return await _model_metadata(request, model_name, model_version)
-
-
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
+    """Model readiness: 200 when it can be scored, else 503."""
     state = _state(request)
     try:
         oip.check_model(
@@ -154,17 +149,8 @@ async def _model_ready(request: Request, model_name: str, version: str | None) -
     return json_response({"name": model_name, "ready": state.ready}, 200 if state.ready else 503)
 
 
-async def model_ready(request: Request, model_name: str) -> Response:
-    """``GET /v2/models/{model_name}/ready``: 200 when it can be scored, else 503."""
-    return await _model_ready(request, model_name, None)
-
-
-async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
-    """``GET /v2/models/{model_name}/versions/{model_version}/ready``."""
-    return await _model_ready(request, model_name, model_version)
-
-
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
+    """Score the request's rows through the same data plane as /predict."""
     plane = _dataplane(request)
     settings = plane.state.settings
 
@@ -196,11 +182,23 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
     return await plane.serve(call, work, oip_error_response)
 
 
-async def infer(request: Request, model_name: str) -> Response:
-    """``POST /v2/models/{model_name}/infer``: the same data plane as /predict."""
-    return await _infer(request, model_name, None)
+ModelOperation = Callable[[Request, str, str | None], Awaitable[Response]]
 
 
-async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
-    """``POST /v2/models/{model_name}/versions/{model_version}/infer``."""
-    return await _infer(request, model_name, model_version)
+def _on_both_paths(operation: ModelOperation) -> tuple[Handler, Handler]:
+    """The handlers of ``/v2/models/{model_name}/...`` and of its ``/versions/{model_version}/``
+    twin (FastAPI reads the path parameters off the signatures)."""
+
+    async def any_version(request: Request, model_name: str) -> Response:
+        return await operation(request, model_name, None)
+
+    async def one_version(request: Request, model_name: str, model_version: str) -> Response:
+        return await operation(request, model_name, model_version)
+
+    any_version.__doc__ = one_version.__doc__ = operation.__doc__
+    return any_version, one_version
+
+
+model_metadata, model_version_metadata = _on_both_paths(_model_metadata)
+model_ready, model_version_ready = _on_both_paths(_model_ready)
+infer, version_infer = _on_both_paths(_infer)
