@@ -19,10 +19,10 @@ help: ## List every target with one line each
 # --- set-up ------------------------------------------------------------------------------------
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras
+install: $(STAMP) ## Create .venv and install both packages (editable) with their test extras (and the OIP clients)
 
 $(STAMP): operator/pyproject.toml runtime/pyproject.toml hack/pyproject.toml hack/install-python.sh
-	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test]" ./hack
+	@hack/install-python.sh "$(PYTHON)" "$(VENV)" "./operator[test]" "./runtime[test,clients]" ./hack
 	@touch $@
 
 # alibi-detect pins numpy < 2 and pulls ~0.9 GB of TensorFlow, so it lives in a venv of its own:
@@ -126,6 +126,10 @@ example-model: install ## Retrain the example model into examples/models/breast-
 	$(BIN)/aiops-runtime train --out examples/models/breast-cancer --seed 42 --force
 	$(BIN)/python .ci/retrain/bump-modelservice.py --file examples/modelservice.yaml \
 	  --manifest examples/models/breast-cancer/manifest.json
+
+.PHONY: docs-assets
+docs-assets: ## Re-fetch the runtime's /docs and /redoc assets (npm, pinned) and check their sha256
+	@hack/docs-assets.sh
 
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end on kind (needs a container engine; not run in CI here)

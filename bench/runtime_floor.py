@@ -20,9 +20,9 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
-from aiops_runtime.app import encode_prediction, new_request_id, read_predict_rows
 from aiops_runtime.cli import server_options
 from aiops_runtime.errors import RequestError, error_response
+from aiops_runtime.http_io import encode_prediction, new_request_id, read_predict_rows
 from aiops_runtime.settings import RuntimeSettings
 
 CLASSES = ["benign", "malignant"]

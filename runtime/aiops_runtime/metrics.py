@@ -12,7 +12,7 @@ DRIFT_EVENTS = Counter(
 )
 REQUEST_LATENCY = Histogram(
     "model_request_latency_seconds",
-    "Latency of /predict requests, from receipt to response.",
+    "Latency of inference requests (/predict and OIP infer), from receipt to response.",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 REQUEST_ERRORS = Counter(

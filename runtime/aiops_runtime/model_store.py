@@ -385,7 +385,7 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
 def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
     """Resolve which model and reference to load from MODEL_DIR or MODEL_URI/REFERENCE_URI."""
     if settings.model_dir is not None:
-        return _manifest_plan(settings, Path(settings.model_dir))
+        return _manifest_plan(settings, Path(settings.model_dir).absolute())
     if not settings.model_uri:
         raise ArtifactError("no_model", "no model configured: set MODEL_DIR or MODEL_URI")
     if not settings.model_sha256:

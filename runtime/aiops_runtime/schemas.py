@@ -72,10 +72,8 @@ class HealthResponse(BaseModel):
     message: str | None = None
     model: str | None = None
     sha256: str | None = None
-
-
-def _type_name(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    live: bool | None = Field(None, description="V2 liveness path only: always true.")
+    ready: bool | None = Field(None, description="V2 readiness path only.")
 
 
 def _check_row(row: Any, n_features: int, field: str) -> None:
@@ -90,7 +88,7 @@ def _check_row(row: Any, n_features: int, field: str) -> None:
             if type(value) not in _NUMBER_TYPES:
                 where = f"{field}[{j}]"
                 raise RequestError(
-                    422, "wrong_type", f"{where} must be a number, got {_type_name(value)}", where
+                    422, "wrong_type", f"{where} must be a number, got {type_name(value)}", where
                 )
 
 
@@ -99,19 +97,29 @@ def _first_non_finite(matrix: np.ndarray, single: bool) -> str:
     return f"features[{j}]" if single else f"instances[{i}][{j}]"
 
 
-def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarray:
-    """Parse and validate a /predict body into a float64 matrix of shape (rows, n_features).
-
-    Raises RequestError naming the offending field for every way the body can be wrong.
-    """
+def load_json(body: bytes) -> Any:
+    """The parsed JSON body; 400 when it is not JSON, 422 for a number beyond float64."""
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "infinity" in str(exc):
             raise RequestError(
                 422, "non_finite", f"a number is out of float64 range: {exc}"
             ) from None
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def type_name(value: Any) -> str:
+    """How a JSON value's type is named in error messages ("a string", "null", ...)."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarray:
+    """Parse and validate a /predict body into a float64 matrix of shape (rows, n_features).
+
+    Raises RequestError naming the offending field for every way the body can be wrong.
+    """
+    doc = load_json(body)
     if type(doc) is not dict:
         raise RequestError(
             422, "invalid_body", "the body must be a JSON object with `features` or `instances`"
@@ -155,3 +163,91 @@ def parse_predict_body(body: bytes, n_features: int, max_rows: int) -> np.ndarra
         where = _first_non_finite(matrix, has_features)
         raise RequestError(422, "non_finite", f"{where} must be a finite number", where)
     return matrix
+
+
+# --- the Open Inference Protocol (KServe V2); oip.py validates, these describe ------------------
+
+
+class OipTensor(BaseModel):
+    """An input tensor: `data` in row-major order, flat or as an array of rows."""
+
+    name: str = Field(description="`features`, the model's one input.")
+    shape: list[int] = Field(description="`[rows, 30]`: 1 to MAX_BATCH_SIZE rows.")
+    datatype: str = Field(description="FP64, FP32, FP16, INT8..INT64 or UINT8..UINT64.")
+    parameters: dict[str, Any] | None = Field(None, description="Ignored (no binary data).")
+    data: list[Any] = Field(description="The values: finite numbers (integers for INT types).")
+
+
+class OipRequestedOutput(BaseModel):
+    """An output the client asks for."""
+
+    name: str = Field(description="`probabilities` or `label`.")
+    parameters: dict[str, Any] | None = Field(None, description="Ignored (outputs are JSON).")
+
+
+class OipInferRequest(BaseModel):
+    """Body of POST /v2/models/{model_name}/infer."""
+
+    id: str | None = Field(None, description="Echoed in the answer (else the request id).")
+    parameters: dict[str, Any] | None = Field(None, description="Ignored.")
+    inputs: list[OipTensor] = Field(description="Exactly one tensor, `features`.")
+    outputs: list[OipRequestedOutput] | None = Field(
+        None, description="Outputs to answer, in this order (default: both)."
+    )
+
+
+class OipOutputTensor(BaseModel):
+    """An output tensor, `data` flat in row-major order."""
+
+    name: str = Field(description="`probabilities` (FP64 [rows, classes]) or `label`.")
+    datatype: str = Field(description="FP64 or INT64.")
+    shape: list[int]
+    data: list[float] = Field(description="`label` holds class indices (as in `classes`).")
+
+
+class OipInferResponse(BaseModel):
+    """Answer of an infer request."""
+
+    model_name: str
+    model_version: str | None = Field(None, description="MODEL_VERSION, when set.")
+    id: str = Field(description="The request's `id`, else the request id.")
+    outputs: list[OipOutputTensor]
+
+
+class OipMetadataTensor(BaseModel):
+    """Name, datatype and shape of a model's input or output (-1: any number of rows)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class OipModelMetadata(BaseModel):
+    """Answer of GET /v2/models/{model_name}."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[OipMetadataTensor]
+    outputs: list[OipMetadataTensor]
+
+
+class OipServerMetadata(BaseModel):
+    """Answer of GET /v2."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class OipModelReady(BaseModel):
+    """Answer of GET /v2/models/{model_name}/ready (200 ready, 503 not)."""
+
+    name: str
+    ready: bool
+
+
+class OipError(BaseModel):
+    """The protocol's error body."""
+
+    error: str = Field(description="What is wrong, naming the field.")

@@ -112,7 +112,7 @@ class RuntimeSettings(BaseSettings):
         description="Most connections and requests at once; past it new ones get 503 (0: none).",
     )
     max_batch_size: int = Field(
-        1000, ge=1, le=100_000, description="Most rows one /predict request may carry."
+        1000, ge=1, le=100_000, description="Most rows one /predict or OIP infer request may carry."
     )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."

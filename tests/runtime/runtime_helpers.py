@@ -16,6 +16,7 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from aiops_runtime.app import create_app
 from aiops_runtime.settings import RuntimeSettings
@@ -94,3 +95,13 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 def reference_rows(model_dir: Path, n: int) -> np.ndarray:
     """The first ``n`` rows of the reference sample (real in-distribution feature vectors)."""
     return np.load(model_dir / "reference.npy")[:n]
+
+
+def sample_of(url: str, name: str) -> float:
+    """A sample without labels from a served runtime's /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            if metric.name == name and not metric.labels:
+                return float(metric.value)
+    return 0.0

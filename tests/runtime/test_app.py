@@ -259,11 +259,14 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, 
     assert error_of(response)["reason"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/v2/health/live"])
-async def test_liveness(client: httpx.AsyncClient, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/healthz", {"status": "ok"}), ("/v2/health/live", {"status": "ok", "live": True})],
+)
+async def test_liveness(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
     response = await client.get(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == body
 
 
 @pytest.mark.parametrize("path", ["/readyz", "/v2/health/ready"])

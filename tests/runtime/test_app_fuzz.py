@@ -37,10 +37,17 @@ OPERATIONS = [
     "GET /v2/health/ready",
     "GET /metrics",
     "GET /drift",
+    "GET /v2",
+    *(
+        f"{method} /v2/models/{{model_name}}{version}{suffix}"
+        for version in ("", "/versions/{model_version}")
+        for method, suffix in (("GET", ""), ("GET", "/ready"), ("POST", "/infer"))
+    ),
 ]
 
 
-# Only /predict takes input, so only it has schema-violating (negative) requests to generate.
+# Only /predict and infer take a body; schemathesis cannot make infer's negative (its path's
+# string parameters have none), so arbitrary JSON and bytes go to infer below instead.
 CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS] + [
     ("POST /predict", GenerationMode.NEGATIVE)
 ]
@@ -55,10 +62,17 @@ def test_no_generated_request_gets_a_5xx(
     @given(case=api_operations[operation].as_strategy(generation_mode=mode))
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
     def no_5xx(case: Any) -> None:
+        if case.path_parameters and "model_name" in case.path_parameters:
+            case.path_parameters["model_name"] = "model"  # else nearly every case is a 404
         response = case.call(timeout=10)
         assert response.status_code < 500, response.text
-        if response.status_code >= 400:
-            assert set(response.json()["error"]) == {"reason", "message", "field"}
+        if response.status_code < 400:
+            return
+        error = response.json()["error"]
+        if operation.split()[1].startswith("/v2/models/"):
+            assert isinstance(error, str)  # the protocol's shape
+        else:
+            assert set(error) == {"reason", "message", "field"}
 
     no_5xx()
 
@@ -79,23 +93,51 @@ near_valid = st.fixed_dictionaries(
 )
 
 
-@given(body=json_values | near_valid)
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-def test_arbitrary_json_is_answered_2xx_or_4xx(live_server: LiveServer, body: Any) -> None:
-    response = httpx.post(
-        f"{live_server.url}/predict",
-        content=json.dumps(body),
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status_code in (200, 400, 413, 422), response.text
-    if response.status_code == 200:
-        assert len(response.json()["predictions"]) >= 1
+near_valid_infer = st.fixed_dictionaries(
+    {
+        "inputs": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["features", "x"]),
+                    "datatype": st.sampled_from(["FP64", "FP32", "INT8", "BYTES"]),
+                    "shape": st.lists(st.integers(-1, 31), min_size=1, max_size=3),
+                    "data": json_values,
+                }
+            ),
+            max_size=2,
+        )
+    }
+)
 
 
+@pytest.mark.parametrize(
+    ("path", "bodies"),
+    [("/predict", json_values | near_valid), ("/v2/models/model/infer", near_valid_infer)],
+)
+def test_arbitrary_json_is_answered_2xx_or_4xx(
+    live_server: LiveServer, path: str, bodies: st.SearchStrategy[Any]
+) -> None:
+    @given(body=bodies | json_values)
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    def answered(body: Any) -> None:
+        response = httpx.post(
+            f"{live_server.url}{path}",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code in (200, 400, 413, 422), response.text
+        if response.status_code == 200:
+            answer = response.json()
+            assert answer.get("predictions") or answer.get("outputs")  # /predict's or infer's
+
+    answered()
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/model/infer"])
 @given(raw=st.binary(max_size=300))
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-def test_arbitrary_bytes_are_answered_4xx(live_server: LiveServer, raw: bytes) -> None:
+def test_arbitrary_bytes_are_answered_4xx(live_server: LiveServer, path: str, raw: bytes) -> None:
     response = httpx.post(
-        f"{live_server.url}/predict", content=raw, headers={"Content-Type": "application/json"}
+        f"{live_server.url}{path}", content=raw, headers={"Content-Type": "application/json"}
     )
     assert 400 <= response.status_code < 500, response.text

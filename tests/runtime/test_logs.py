@@ -44,7 +44,7 @@ def test_exceptions_stay_on_one_line(log_stream: io.StringIO) -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        logging.getLogger("aiops_runtime.app").exception("failed")
+        logging.getLogger("aiops_runtime.dataplane").exception("failed")
     (line,) = lines_of(log_stream)
     assert "ValueError: boom" in line["exception"]
 

@@ -55,6 +55,15 @@ def test_model_dir_loads_model_and_reference(example_model_dir: Path) -> None:
     assert loaded.reference.shape == (284, 30)
 
 
+def test_a_relative_model_dir_is_taken_from_the_working_directory(
+    example_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in `aiops-runtime serve --model-dir examples/models/breast-cancer` (docs/runtime.md)."""
+    monkeypatch.chdir(example_model_dir.parent)
+    loaded = load_artifacts(RuntimeSettings(model_dir=Path(example_model_dir.name)))
+    assert loaded.model.uri == (example_model_dir / "model.skops").as_uri()
+
+
 @pytest.mark.parametrize("artifact", ["model.skops", "reference.npy"])
 def test_tampered_artifact_is_refused(model_copy: Path, artifact: str) -> None:
     flip_last_byte(model_copy / artifact)
