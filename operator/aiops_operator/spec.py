@@ -35,7 +35,7 @@ QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 63
 
-Detector = Literal["mmd", "mmd-online", "lsdd-online", "ks"]
+Detector = Literal["mmd", "ks"]
 ModelFormat = Literal["skops", "joblib"]
 DriftAction = Literal["none", "alert", "retrain"]
 ScrapeMode = Literal["auto", "servicemonitor", "annotations", "none"]
@@ -274,8 +274,8 @@ class DriftSpec(_Model):
     detector: Detector = Field(
         "mmd",
         description=(
-            "Statistical test on each window: mmd (windowed kernel two-sample test, default),"
-            " mmd-online, lsdd-online, or ks (per-feature Kolmogorov-Smirnov)."
+            "Statistical test on each window: mmd (windowed kernel two-sample test, default)"
+            " or ks (per-feature Kolmogorov-Smirnov)."
         ),
     )
     p_value_threshold: float = Field(

@@ -26,9 +26,7 @@ import numpy as np
 
 from aiops_runtime import metrics
 from aiops_runtime.detectors import (
-    OnlineDetector,
     SupportCheck,
-    TestResult,
     WindowDetector,
     alibi_available,
     build_detector,
@@ -140,7 +138,7 @@ class DriftMonitor:
         self._config = config
         self._buffer = RingBuffer(config.window_size, self.features)
         self._support = SupportCheck(self.reference)
-        self._detector: WindowDetector | OnlineDetector | None = detector
+        self._detector: WindowDetector | None = detector
         self._detector_key: tuple[Any, ...] | None = _detector_key(config) if detector else None
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
@@ -288,15 +286,13 @@ class DriftMonitor:
         if len(window) == 0:
             return None
         with self._state_lock:
-            arrived = total - self._last_checked_total
             # Check points passed while the worker was busy are covered by this one check.
             skipped = max(0, (total - self._next_check_at) // config.check_every)
             self._last_checked_total = total
             self._next_check_at = max(total + config.check_every, config.window_size)
-        new_rows = min(arrived, len(window))
         started = time.perf_counter()
         try:
-            flagged, p_value, details = self._test(config, self.standardize(window), new_rows)
+            flagged, p_value, details = self._test(config, self.standardize(window))
         except Exception as exc:  # a failing test must not kill the worker
             self._record_error(exc)
             return None
@@ -304,29 +300,24 @@ class DriftMonitor:
         return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
 
     def _test(
-        self, config: DriftConfig, window: np.ndarray, new_rows: int
+        self, config: DriftConfig, window: np.ndarray
     ) -> tuple[bool, float | None, dict[str, Any]]:
         detector = self._ensure_detector(config)
         outside = self._support.outside(window)
         p_support = self._support.p_value(outside, len(window))
         details: dict[str, Any] = {"outside_support": outside, "p_value_support": p_support}
-        if hasattr(detector, "update"):
-            result: TestResult = detector.update(window[-new_rows:])
-            details["statistic"] = result.statistic
-            flagged = bool(result.drift) or p_support / SUPPORT_WEIGHT < config.p_value_threshold
-            return flagged, None, details
         distinct = np.unique(window, axis=0)
         details["distinct_rows"] = len(distinct)
         p_test = 1.0
         if len(distinct) >= MIN_DISTINCT_ROWS:
             result = detector.test(distinct)
-            p_test = float(result.p_value if result.p_value is not None else 1.0)
+            p_test = float(result.p_value)
             details["statistic"] = result.statistic
         details["p_value_test"] = p_test
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
         return p_value < config.p_value_threshold, p_value, details
 
-    def _ensure_detector(self, config: DriftConfig) -> WindowDetector | OnlineDetector:
+    def _ensure_detector(self, config: DriftConfig) -> WindowDetector:
         key = _detector_key(config)
         if self._detector is None or key != self._detector_key:
             self._detector = build_detector(config, self.reference, seed=self._seed)
@@ -430,9 +421,7 @@ def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _detector_key(config: DriftConfig) -> tuple[Any, ...]:
-    # Online detectors size their own window; the windowed tests take any window.
-    online = config.detector.endswith("-online")
-    return (config.detector, config.engine, config.permutations, online and config.window_size)
+    return (config.detector, config.engine, config.permutations)
 
 
 def _require_alibi_if_needed(config: DriftConfig) -> None:

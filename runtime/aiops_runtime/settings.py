@@ -13,7 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Detector = Literal["mmd", "ks", "mmd-online", "lsdd-online"]
+Detector = Literal["mmd", "ks"]
 Engine = Literal["native", "alibi"]
 ModelFormat = Literal["skops", "joblib"]
 AccessLog = Literal["off", "errors", "all"]
