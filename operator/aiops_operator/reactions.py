@@ -126,6 +126,8 @@ def drift_condition(
             f"last p-value {_p(reading.last_p_value)} < threshold {threshold};"
             f" drift raised at {reading.last_drift_time}"
         )
+        if reading.drifted_features:
+            message += f"; drifted most: {reading.features_text()}"
         return _condition("True", "PValueBelowThreshold", message, generation)
     message = f"last p-value {_p(reading.last_p_value)} >= threshold {threshold}"
     return _condition("False", "NoDrift", message, generation)

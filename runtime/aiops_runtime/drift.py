@@ -30,6 +30,7 @@ from aiops_runtime.detectors import (
     WindowDetector,
     alibi_available,
     build_detector,
+    drifted_features,
     effective_engine,
     needs_alibi,
 )
@@ -120,11 +121,13 @@ class DriftMonitor:
         model_name: str = "model",
         seed: int | None = None,
         detector: WindowDetector | None = None,
+        feature_names: list[str] | None = None,
     ) -> None:
         """Standardize the reference and prepare the detector; raises ValueError on bad input.
 
         ``seed`` fixes the permutations (reproducible benchmarks); ``detector`` replaces the one
-        the config names until the config's detector settings change.
+        the config names until the config's detector settings change. ``feature_names`` (from
+        the training artifacts) name the features in attributions; without them ``f0..fN``.
         """
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
@@ -134,6 +137,11 @@ class DriftMonitor:
         self.features = reference.shape[1]
         self.mean, self._transform = reference_transform(reference)
         self.reference = self.standardize(reference)
+        self.feature_names = _names_or_default(feature_names, self.features)
+        # Attribution tests each feature on its own scale: standardized, not whitened.
+        std = reference.std(axis=0)
+        self._scale = np.where(std > 0, std, 1.0)
+        self._reference_scaled = (reference - self.mean) / self._scale
         self._seed = seed
         self._config = config
         self._buffer = RingBuffer(config.window_size, self.features)
@@ -160,6 +168,7 @@ class DriftMonitor:
             "drift_events": 0,
             "last_drift_time": None,
             "last_error": None,
+            "drifted_features": [],
         }
         metrics.DRIFT_THRESHOLD.set(config.p_value_threshold)
         metrics.DRIFT_ACTIVE.set(0)
@@ -292,7 +301,7 @@ class DriftMonitor:
             self._next_check_at = max(total + config.check_every, config.window_size)
         started = time.perf_counter()
         try:
-            flagged, p_value, details = self._test(config, self.standardize(window))
+            flagged, p_value, details = self._test(config, window)
         except Exception as exc:  # a failing test must not kill the worker
             self._record_error(exc)
             return None
@@ -300,9 +309,10 @@ class DriftMonitor:
         return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
 
     def _test(
-        self, config: DriftConfig, window: np.ndarray
+        self, config: DriftConfig, raw: np.ndarray
     ) -> tuple[bool, float | None, dict[str, Any]]:
         detector = self._ensure_detector(config)
+        window = self.standardize(raw)
         outside = self._support.outside(window)
         p_support = self._support.p_value(outside, len(window))
         details: dict[str, Any] = {"outside_support": outside, "p_value_support": p_support}
@@ -315,7 +325,19 @@ class DriftMonitor:
             details["statistic"] = result.statistic
         details["p_value_test"] = p_test
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
-        return p_value < config.p_value_threshold, p_value, details
+        flagged = p_value < config.p_value_threshold
+        # Only flagged checks pay for the per-feature tests: a clean window names nothing.
+        details["drifted_features"] = (
+            drifted_features(
+                self._reference_scaled,
+                (raw - self.mean) / self._scale,
+                self.feature_names,
+                config.p_value_threshold,
+            )
+            if flagged
+            else []
+        )
+        return flagged, p_value, details
 
     def _ensure_detector(self, config: DriftConfig) -> WindowDetector:
         key = _detector_key(config)
@@ -352,6 +374,7 @@ class DriftMonitor:
             state["last_check_ms"] = round(check_ms, 3)
             state["last_distinct_rows"] = details.get("distinct_rows")
             state["last_outside_support"] = details.get("outside_support")
+            state["drifted_features"] = details["drifted_features"]
             active, streak = state["drift"], self._streak
         self._publish(flagged, p_value, fill, active, event, check_ms)
         fields = {
@@ -370,7 +393,14 @@ class DriftMonitor:
         }
         log.info(CHECK_MESSAGE, extra=fields)
         if event:
-            log.warning("Drift event raised", extra={"p_value": p_value, "window_fill": fill})
+            log.warning(
+                "Drift event raised",
+                extra={
+                    "p_value": p_value,
+                    "window_fill": fill,
+                    "drifted_features": details["drifted_features"],
+                },
+            )
         return fields
 
     def _publish(
@@ -397,6 +427,14 @@ class DriftMonitor:
             self._state["last_error"] = f"{type(exc).__name__}: {exc}"
         metrics.DRIFT_CHECKS.labels(result="error").inc()
         log.error("drift check failed", exc_info=exc)
+
+
+def _names_or_default(names: list[str] | None, features: int) -> list[str]:
+    if names is not None and len(names) == features:
+        return [str(name) for name in names]
+    if names is not None:
+        log.warning("feature names ignored: %d names for %d features", len(names), features)
+    return [f"f{i}" for i in range(features)]
 
 
 def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -93,6 +93,7 @@ class ModelPlan:
     model: ArtifactSource
     model_format: str
     reference: ArtifactSource | None
+    feature_names: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class LoadedArtifacts:
 
     model: LoadedModel
     reference: np.ndarray | None
+    feature_names: list[str] | None = None  # from the training manifest; None for old artifacts
 
 
 CHUNK = 1024 * 1024
@@ -369,6 +371,8 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
         reference = (
             ArtifactSource((model_dir / ref["file"]).as_uri(), ref["sha256"]) if ref else None
         )
+        names = manifest.get("feature_names")
+        feature_names = [str(n) for n in names] if isinstance(names, list) else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(
             "invalid_manifest", f"cannot use {model_dir}/manifest.json: {exc!r}"
@@ -379,7 +383,9 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
             "digest_mismatch",
             f"MODEL_SHA256 {settings.model_sha256} differs from the manifest's {source.sha256}",
         )
-    return ModelPlan(model=source, model_format=fmt, reference=reference)
+    return ModelPlan(
+        model=source, model_format=fmt, reference=reference, feature_names=feature_names
+    )
 
 
 def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
@@ -418,4 +424,4 @@ def load_artifacts(settings: RuntimeSettings) -> LoadedArtifacts:
     reference = None
     if reference_bytes is not None:
         reference = parse_reference(reference_bytes, model.n_features, settings.reference_max_rows)
-    return LoadedArtifacts(model=model, reference=reference)
+    return LoadedArtifacts(model=model, reference=reference, feature_names=plan.feature_names)

@@ -112,6 +112,14 @@ def test_drift_condition_follows_the_runtime(kw: dict, status: str, reason: str)
     assert cond["message"]
 
 
+def test_the_drift_condition_names_the_features_that_drifted_most() -> None:
+    features = (("worst area", 0.0001), ("mean radius", 0.004))
+    drifted = reading(drift=True, last_p_value=0.001, last_drift_time=T1, drifted_features=features)
+    message = drift_condition(drifted, None, generation=1)["message"]
+    assert message.endswith("drifted most: worst area (p=0.0001), mean radius (p=0.004)")
+    assert "drifted most" not in drift_condition(reading(), None, generation=1)["message"]
+
+
 def test_an_unreachable_runtime_gives_a_reason_not_a_crash() -> None:
     error = DriftReadError("unreachable", "GET http://x/drift failed: ClientConnectorError")
     cond = drift_condition(None, error, generation=1)
