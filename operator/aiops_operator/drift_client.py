@@ -92,6 +92,11 @@ class DriftReading:
     reason: str = ""  # why drift detection is off, when it is
     # The features that drifted most in the last check, with their adjusted p-values.
     drifted_features: tuple[tuple[str, float], ...] = ()
+    # The event rule: calibrated | uncalibrated, why not, run length, achieved false-event spacing.
+    calibration_status: str = ""
+    calibration_reason: str = ""
+    consecutive: int = 0
+    expected_false_alarm_rows: float | None = None
 
     def features_text(self) -> str:
         """The drifted features for a message: `mean radius (p=0.001), worst area (p=0.02)`."""
@@ -122,6 +127,8 @@ def parse_snapshot(doc: Any) -> DriftReading:
             last_drift_time=_token(doc.get("last_drift_time")),
             detector=_token(doc.get("detector")) or "",
             drifted_features=_features(doc.get("drifted_features")),
+            consecutive=_count(doc.get("consecutive") or 0),
+            **_calibration(doc.get("calibration")),
         )
     except (TypeError, ValueError) as exc:
         raise DriftReadError("invalid", f"GET /drift has an invalid field: {exc}") from None
@@ -178,6 +185,22 @@ def _token(value: Any) -> str | None:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise ValueError(f"{str(value)[:20]!r} is not a timestamp or a name")
     return value
+
+
+def _calibration(value: Any) -> dict[str, Any]:
+    """The calibration block of /drift, checked; {} when the runtime sends none (older ones)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("calibration is not an object")
+    rows = value.get("expected_false_alarm_rows")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int | float)):
+        raise ValueError(f"{str(rows)[:20]!r} is not a number of rows")
+    return {
+        "calibration_status": _token(value.get("status")) or "",
+        "calibration_reason": _one_line(value.get("reason"))[:MESSAGE_MAX],
+        "expected_false_alarm_rows": None if rows is None else min(float(rows), 1e300),
+    }
 
 
 def _features(value: Any) -> tuple[tuple[str, float], ...]:

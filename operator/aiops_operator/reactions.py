@@ -87,6 +87,12 @@ def drift_status(reading: DriftReading, previous: dict[str, Any]) -> dict[str, A
         "driftEvents": _events_seen(reading, previous),
         "lastDriftTime": newest,
         "runtimeDriftEvents": reading.drift_events,
+        "calibration": {
+            "status": reading.calibration_status,
+            "reason": reading.calibration_reason,
+            "consecutive": reading.consecutive,
+            "expectedFalseAlarmRows": reading.expected_false_alarm_rows,
+        },
     }
 
 

@@ -351,13 +351,12 @@ def start_with_nice(start: Callable[[], None], nice: int) -> None:
         raise error[0]
 
 
-def _build_drift(
-    settings: RuntimeSettings, reference: np.ndarray | None, names: list[str] | None = None
-) -> Any:
+def _build_drift(settings: RuntimeSettings, loaded: LoadedArtifacts) -> Any:
     """The drift monitor, or a {enabled: False, reason} status (blocking: the detectors precompute
     on the reference; run off the event loop)."""
     if not settings.drift_enabled:
         return {"enabled": False, "reason": "DRIFT_ENABLED is false"}
+    reference = loaded.reference
     if reference is None:
         log.warning("drift detection is off: no reference sample configured")
         return {"enabled": False, "reason": "no reference sample configured"}
@@ -368,7 +367,8 @@ def _build_drift(
             reference,
             settings.initial_drift_config(),
             model_name=settings.model_name,
-            feature_names=names,
+            feature_names=loaded.feature_names,
+            calibration=loaded.calibration,
         )
     except Exception as exc:  # a drift failure must not take predictions down with it
         log.exception("drift detection is off: the monitor failed to start")
@@ -450,9 +450,7 @@ async def _load(state: RuntimeState) -> None:
     """Load the artifacts off the event loop; on failure stay not ready with one clear log line."""
     try:
         loaded = await asyncio.to_thread(load_artifacts, state.settings)
-        drift = await asyncio.to_thread(
-            _build_drift, state.settings, loaded.reference, loaded.feature_names
-        )
+        drift = await asyncio.to_thread(_build_drift, state.settings, loaded)
     except ArtifactError as exc:
         state.not_ready_reason, state.not_ready_message = exc.reason, exc.message
         log.error("Model not loaded: %s", exc.message, extra={"reason": exc.reason})

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from aiops_runtime import metrics
+from aiops_runtime.calibration import Calibration, EventRule, event_rule
 from aiops_runtime.detectors import (
     SupportCheck,
     WindowDetector,
@@ -122,12 +123,15 @@ class DriftMonitor:
         seed: int | None = None,
         detector: WindowDetector | None = None,
         feature_names: list[str] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         """Standardize the reference and prepare the detector; raises ValueError on bad input.
 
         ``seed`` fixes the permutations (reproducible benchmarks); ``detector`` replaces the one
         the config names until the config's detector settings change. ``feature_names`` (from
         the training artifacts) name the features in attributions; without them ``f0..fN``.
+        ``calibration`` (calibration.json) turns on the calibrated rule where it covers the
+        settings.
         """
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
@@ -137,7 +141,11 @@ class DriftMonitor:
         self.features = reference.shape[1]
         self.mean, self._transform = reference_transform(reference)
         self.reference = self.standardize(reference)
+        if feature_names is None and calibration is not None and calibration.feature_names:
+            feature_names = list(calibration.feature_names)
         self.feature_names = _names_or_default(feature_names, self.features)
+        self._calibration = calibration
+        self._rule, self._calibration_state = self._event_rule(config)
         # Attribution tests each feature on its own scale: standardized, not whitened.
         std = reference.std(axis=0)
         self._scale = np.where(std > 0, std, 1.0)
@@ -231,9 +239,11 @@ class DriftMonitor:
             old = self._config
             if merged.window_size != old.window_size:
                 self._resize(merged.window_size)
-            if _detector_key(merged) != _detector_key(old):
+            rule, calibration_state = self._event_rule(merged)
+            if _detector_key(merged) != _detector_key(old) or rule != self._rule:
                 self._streak = 0
             self._config = merged
+            self._rule, self._calibration_state = rule, calibration_state
             self._next_check_at = max(
                 self._last_checked_total + merged.check_every, merged.window_size
             )
@@ -246,6 +256,8 @@ class DriftMonitor:
         with self._state_lock:
             config, state = self._config, dict(self._state)
             streak = self._streak
+            needed = self._consecutive(config)
+            calibration = dict(self._calibration_state)
         return {
             "model": self.model_name,
             "detector": config.detector,
@@ -253,11 +265,13 @@ class DriftMonitor:
             "p_value_threshold": config.p_value_threshold,
             "window_size": config.window_size,
             "check_every": config.check_every,
-            "consecutive": config.consecutive,
+            "consecutive": needed,
             "permutations": config.permutations,
             "window_fill": self._buffer.fill(),
             "samples_seen": self._buffer.total,
             "consecutive_flags": streak,
+            "false_alarm_rows": config.false_alarm_rows,
+            "calibration": calibration,
             **state,
         }
 
@@ -308,9 +322,46 @@ class DriftMonitor:
         check_ms = (time.perf_counter() - started) * 1000
         return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
 
-    def _test(
-        self, config: DriftConfig, raw: np.ndarray
-    ) -> tuple[bool, float | None, dict[str, Any]]:
+    def score(self, raw: np.ndarray) -> tuple[float, float]:
+        """The raw (uncalibrated) p-value and statistic of one window of raw rows, in the calling
+        thread: what a calibration simulates."""
+        p_value, details = self._score(self._config, raw)
+        return p_value, float(details.get("statistic", -np.inf))
+
+    def _event_rule(self, config: DriftConfig) -> tuple[EventRule | None, dict[str, Any]]:
+        """The calibrated rule for these settings, or None and the reason it runs uncalibrated."""
+        if self._calibration is None:
+            reason = "no calibration artifact configured (CALIBRATION_URI or MODEL_DIR)"
+            return None, {"status": "uncalibrated", "reason": reason}
+        gap = self._calibration.covers(config.detector, config.window_size, config.permutations)
+        if not gap and effective_engine(config) != "native":
+            gap = "the calibration was simulated with the native engine"
+        if gap:
+            # Recalibrating needs held-out rows, which the runtime does not have: say so.
+            reason = f"{gap}; no held-out rows to recalibrate with, so the spec's consecutive"
+            return None, {"status": "uncalibrated", "reason": reason + " rule is used"}
+        rule = event_rule(
+            self._calibration,
+            config.p_value_threshold,
+            config.check_every,
+            config.window_size,
+            config.false_alarm_rows,
+        )
+        return rule, {
+            "status": "calibrated",
+            "reason": "",
+            "consecutive": rule.consecutive,
+            "expected_false_alarm_rows": rule.expected_false_alarm_rows,
+            "expected_false_alarm_rows_range": list(rule.expected_false_alarm_rows_range),
+            "flag_rate": rule.flag_rate,
+            "null_checks": len(self._calibration.null),
+            "held_out_rows": self._calibration.held_out_rows,
+        }
+
+    def _consecutive(self, config: DriftConfig) -> int:
+        return self._rule.consecutive if self._rule is not None else config.consecutive
+
+    def _score(self, config: DriftConfig, raw: np.ndarray) -> tuple[float, dict[str, Any]]:
         detector = self._ensure_detector(config)
         window = self.standardize(raw)
         outside = self._support.outside(window)
@@ -325,6 +376,17 @@ class DriftMonitor:
             details["statistic"] = result.statistic
         details["p_value_test"] = p_test
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
+        return p_value, details
+
+    def _test(
+        self, config: DriftConfig, raw: np.ndarray
+    ) -> tuple[bool, float | None, dict[str, Any]]:
+        p_value, details = self._score(config, raw)
+        with self._state_lock:
+            rule, calibration = self._rule, self._calibration
+        if rule is not None and calibration is not None:
+            details["p_value_raw"] = p_value
+            p_value = calibration.calibrated_p(p_value, details.get("statistic", -np.inf))
         flagged = p_value < config.p_value_threshold
         # Only flagged checks pay for the per-feature tests: a clean window names nothing.
         details["drifted_features"] = (
@@ -360,7 +422,8 @@ class DriftMonitor:
         with self._state_lock:
             state = self._state
             self._streak = self._streak + 1 if flagged else 0
-            event = flagged and not state["drift"] and self._streak >= config.consecutive
+            needed = self._consecutive(config)
+            event = flagged and not state["drift"] and self._streak >= needed
             if event:
                 state["drift"] = True
                 state["drift_events"] += 1

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from aiops_runtime.calibration import Calibration, from_json
 from aiops_runtime.settings import RuntimeSettings
 
 log = logging.getLogger("aiops_runtime.model_store")
@@ -94,6 +95,7 @@ class ModelPlan:
     model_format: str
     reference: ArtifactSource | None
     feature_names: list[str] | None = None
+    calibration: ArtifactSource | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class LoadedArtifacts:
     model: LoadedModel
     reference: np.ndarray | None
     feature_names: list[str] | None = None  # from the training manifest; None for old artifacts
+    calibration: Calibration | None = None  # the drift calibration (calibration.json), if any
 
 
 CHUNK = 1024 * 1024
@@ -371,6 +374,10 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
         reference = (
             ArtifactSource((model_dir / ref["file"]).as_uri(), ref["sha256"]) if ref else None
         )
+        cal = manifest.get("calibration")
+        calibration = (
+            ArtifactSource((model_dir / cal["file"]).as_uri(), cal["sha256"]) if cal else None
+        )
         names = manifest.get("feature_names")
         feature_names = [str(n) for n in names] if isinstance(names, list) else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -384,7 +391,11 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
             f"MODEL_SHA256 {settings.model_sha256} differs from the manifest's {source.sha256}",
         )
     return ModelPlan(
-        model=source, model_format=fmt, reference=reference, feature_names=feature_names
+        model=source,
+        model_format=fmt,
+        reference=reference,
+        feature_names=feature_names,
+        calibration=calibration,
     )
 
 
@@ -401,10 +412,18 @@ def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
         if not settings.reference_sha256:
             raise ArtifactError("missing_digest", "REFERENCE_SHA256 is required with REFERENCE_URI")
         reference = ArtifactSource(settings.reference_uri, settings.reference_sha256)
+    calibration = None
+    if settings.calibration_uri:
+        if not settings.calibration_sha256:
+            raise ArtifactError(
+                "missing_digest", "CALIBRATION_SHA256 is required with CALIBRATION_URI"
+            )
+        calibration = ArtifactSource(settings.calibration_uri, settings.calibration_sha256)
     return ModelPlan(
         model=ArtifactSource(settings.model_uri, settings.model_sha256),
         model_format=settings.model_format,
         reference=reference,
+        calibration=calibration,
     )
 
 
@@ -424,4 +443,24 @@ def load_artifacts(settings: RuntimeSettings) -> LoadedArtifacts:
     reference = None
     if reference_bytes is not None:
         reference = parse_reference(reference_bytes, model.n_features, settings.reference_max_rows)
-    return LoadedArtifacts(model=model, reference=reference, feature_names=plan.feature_names)
+    return LoadedArtifacts(
+        model=model,
+        reference=reference,
+        feature_names=plan.feature_names,
+        calibration=_load_calibration(plan, deadline, settings),
+    )
+
+
+def _load_calibration(
+    plan: ModelPlan, deadline: _Deadline, settings: RuntimeSettings
+) -> Calibration | None:
+    """Fetch, verify and parse the calibration; a bad one is refused like a bad reference."""
+    if plan.calibration is None:
+        return None
+    data, _ = fetch_verified(
+        plan.calibration, deadline, settings.reference_max_bytes, settings.model_authorization
+    )
+    try:
+        return from_json(data)
+    except ValueError as exc:
+        raise ArtifactError("invalid_calibration", f"calibration refused: {exc}") from None

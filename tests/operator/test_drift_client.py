@@ -84,6 +84,21 @@ def test_the_runtimes_drifted_feature_names_are_read(example_model_dir: Path) ->
     got = parse_snapshot({"enabled": True, **monitor.snapshot()})
     assert got.drifted_features[0][0] == "mean radius"
     assert got.features_text().startswith("mean radius (p=")
+    assert got.calibration_status == "uncalibrated"
+    assert "no calibration" in got.calibration_reason
+    assert got.consecutive == 1
+
+
+def test_a_calibrated_runtimes_rule_is_read() -> None:
+    calibration = {"status": "calibrated", "reason": "", "expected_false_alarm_rows": 3.55e8}
+    got = parse_snapshot({**VALID_SNAPSHOT, "consecutive": 5, "calibration": calibration})
+    assert (got.calibration_status, got.consecutive) == ("calibrated", 5)
+    assert got.expected_false_alarm_rows == 3.55e8
+    with pytest.raises(DriftReadError):
+        parse_snapshot({**VALID_SNAPSHOT, "calibration": {"expected_false_alarm_rows": "many"}})
+
+
+VALID_SNAPSHOT = {"p_value_threshold": 0.05, "checks": 1, "drift": False, "drift_events": 0}
 
 
 def test_a_runtime_without_drift_detection_is_read_as_disabled() -> None:

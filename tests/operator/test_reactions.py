@@ -89,6 +89,21 @@ def test_status_reports_the_threshold_the_runtime_has_in_force() -> None:
     assert status["lastCheckTime"] == T0
 
 
+def test_status_shows_the_event_rule_the_runtime_runs() -> None:
+    calibrated = reading(
+        calibration_status="calibrated", consecutive=5, expected_false_alarm_rows=3.55e8
+    )
+    assert drift_status(calibrated, {})["calibration"] == {
+        "status": "calibrated",
+        "reason": "",
+        "consecutive": 5,
+        "expectedFalseAlarmRows": 3.55e8,
+    }
+    why = "the calibration does not cover windowSize 50 (calibrated for 100)"
+    uncalibrated = reading(calibration_status="uncalibrated", calibration_reason=why)
+    assert drift_status(uncalibrated, {})["calibration"]["reason"] == why
+
+
 def test_a_disabled_runtime_writes_no_drift_fields() -> None:
     assert drift_status(DriftReading(enabled=False, reason="no reference"), {}) == {}
 
