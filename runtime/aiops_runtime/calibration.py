@@ -31,7 +31,6 @@ NULL_CHECKS = 2000
 # Significant digits kept of p-values and statistics: far above a BLAS's last-bit differences,
 # so calibration.json has the same bytes on every machine (and its sha256 can be pinned).
 DIGITS = 6
-# A run of k flags over overlapping windows is bounded with its disjoint ones; see event_rule.
 INTERVAL = 0.90  # two-sided probability of the reported range of expected rows
 
 

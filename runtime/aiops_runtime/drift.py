@@ -439,6 +439,7 @@ class DriftMonitor:
             state["last_outside_support"] = details.get("outside_support")
             state["drifted_features"] = details["drifted_features"]
             active, streak = state["drift"], self._streak
+            calibration_status = self._calibration_state["status"]
         self._publish(flagged, p_value, fill, active, event, check_ms)
         fields = {
             "p_value": p_value,
@@ -447,6 +448,8 @@ class DriftMonitor:
             "drift_active": active,
             "drift_event": event,
             "consecutive_flags": streak,
+            "consecutive": needed,
+            "calibration": calibration_status,
             "window_fill": fill,
             "window_size": config.window_size,
             "detector": config.detector,

@@ -131,6 +131,7 @@ def test_a_calibrated_monitor_reports_its_rule_and_catches_the_runbook_burst() -
         fields = monitor.check_now()
         assert fields is not None
         assert fields["drift"] is True
+        assert (fields["consecutive"], fields["calibration"]) == (5, "calibrated")
         assert fields["p_value"] < fields["p_value_raw"] or fields["p_value_raw"] < 1e-6
         assert monitor.snapshot()["drift_events"] == (1 if check == 5 else 0)
 
