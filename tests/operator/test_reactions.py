@@ -101,7 +101,12 @@ def test_status_shows_the_event_rule_the_runtime_runs() -> None:
     }
     why = "the calibration does not cover windowSize 50 (calibrated for 100)"
     uncalibrated = reading(calibration_status="uncalibrated", calibration_reason=why)
-    assert drift_status(uncalibrated, {})["calibration"]["reason"] == why
+    assert drift_status(uncalibrated, {})["calibration"] == {
+        "status": "uncalibrated",
+        "reason": why,
+        "consecutive": 0,
+    }  # no null inside: a merge patch would drop it and every read would look like a change
+    assert drift_status(reading(), {})["calibration"] is None  # an older runtime reports none
 
 
 def test_a_disabled_runtime_writes_no_drift_fields() -> None:
