@@ -386,7 +386,7 @@ class DriftMonitor:
             rule, calibration = self._rule, self._calibration
         if rule is not None and calibration is not None:
             details["p_value_raw"] = p_value
-            p_value = calibration.calibrated_p(p_value, details.get("statistic", -np.inf))
+            p_value = calibration.decision_p(p_value, details.get("statistic", -np.inf))
         flagged = p_value < config.p_value_threshold
         # Only flagged checks pay for the per-feature tests: a clean window names nothing.
         details["drifted_features"] = (
