@@ -10,7 +10,8 @@ Used by the GitLab CI job `retrain-model`, which names the ModelService its trig
 
 or given one file: `--file examples/modelservice.yaml --manifest out/manifest.json`.
 
-Rewrites spec.model.sha256 and spec.model.reference.sha256 from the training manifest,
+Rewrites spec.model.sha256, spec.model.reference.sha256 (and spec.model.calibration.sha256 when
+the file pins a calibration) from the training manifest,
 spec.image when --image is given, and with --artifacts-url the two URIs (<url>/<file name the
 manifest gives>), in place: only those scalars change, comments and layout stay. With --dir it
 first finds the one `modelservice*.yaml` there (the files Argo CD syncs) whose metadata names
@@ -49,12 +50,17 @@ def targets_from(
         ("spec", "model", "sha256"): manifest["model"]["sha256"],
         ("spec", "model", "reference", "sha256"): manifest["reference"]["sha256"],
     }
+    if "calibration" in manifest:
+        targets[("spec", "model", "calibration", "sha256")] = manifest["calibration"]["sha256"]
     if image:
         targets[("spec", "image")] = image
     if artifacts_url:
         base = artifacts_url.rstrip("/")
         targets[("spec", "model", "uri")] = f"{base}/{manifest['model']['file']}"
         targets[("spec", "model", "reference", "uri")] = f"{base}/{manifest['reference']['file']}"
+        if "calibration" in manifest:
+            calibration_uri = f"{base}/{manifest['calibration']['file']}"
+            targets[("spec", "model", "calibration", "uri")] = calibration_uri
     return targets
 
 
@@ -105,8 +111,11 @@ def bump(
     """Rewrite the file in place; returns the changed fields (empty when already up to date)."""
     text = path.read_text()
     targets = targets_from(manifest, image, artifacts_url)
-    new_text = rewrite(text, targets)
     before = yaml.safe_load(text)
+    if "calibration" not in ((before.get("spec") or {}).get("model") or {}):
+        # A ModelService that pins no calibration keeps running uncalibrated (its choice).
+        targets = {p: v for p, v in targets.items() if "calibration" not in p}
+    new_text = rewrite(text, targets)
     changed = [".".join(p) for p, value in targets.items() if str(_get(before, p)) != value]
     # The edit is textual; check it means what we wanted and nothing else moved.
     after = yaml.safe_load(new_text)

@@ -38,6 +38,7 @@ DRIFT_BODY_MAX = 64 * 1024
 READYZ_BODY_MAX = 16 * 1024
 COUNT_MAX = 2**53  # counters beyond a double's exact integers are not a runtime's
 TEXT_MAX = 64  # times, detector names, not-ready reasons
+FEATURES_MAX = 3  # drifted feature names taken from one answer (the runtime sends at most 3)
 _TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 
 
@@ -89,6 +90,17 @@ class DriftReading:
     last_drift_time: str | None = None
     detector: str = ""
     reason: str = ""  # why drift detection is off, when it is
+    # The features that drifted most in the last check, with their adjusted p-values.
+    drifted_features: tuple[tuple[str, float], ...] = ()
+    # The event rule: calibrated | uncalibrated, why not, run length, achieved false-event spacing.
+    calibration_status: str = ""
+    calibration_reason: str = ""
+    consecutive: int = 0
+    expected_false_alarm_rows: float | None = None
+
+    def features_text(self) -> str:
+        """The drifted features for a message: `mean radius (p=0.001), worst area (p=0.02)`."""
+        return ", ".join(f"{name} (p={p:.2g})" for name, p in self.drifted_features)
 
 
 def parse_snapshot(doc: Any) -> DriftReading:
@@ -114,6 +126,9 @@ def parse_snapshot(doc: Any) -> DriftReading:
             drift_events=_count(doc["drift_events"]),
             last_drift_time=_token(doc.get("last_drift_time")),
             detector=_token(doc.get("detector")) or "",
+            drifted_features=_features(doc.get("drifted_features")),
+            consecutive=_count(doc.get("consecutive") or 0),
+            **_calibration(doc.get("calibration")),
         )
     except (TypeError, ValueError) as exc:
         raise DriftReadError("invalid", f"GET /drift has an invalid field: {exc}") from None
@@ -170,6 +185,40 @@ def _token(value: Any) -> str | None:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise ValueError(f"{str(value)[:20]!r} is not a timestamp or a name")
     return value
+
+
+def _calibration(value: Any) -> dict[str, Any]:
+    """The calibration block of /drift, checked; {} when the runtime sends none (older ones)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("calibration is not an object")
+    rows = value.get("expected_false_alarm_rows")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int | float)):
+        raise ValueError(f"{str(rows)[:20]!r} is not a number of rows")
+    return {
+        "calibration_status": _token(value.get("status")) or "",
+        "calibration_reason": _one_line(value.get("reason"))[:MESSAGE_MAX],
+        "expected_false_alarm_rows": None if rows is None else min(float(rows), 1e300),
+    }
+
+
+def _features(value: Any) -> tuple[tuple[str, float], ...]:
+    """`[{name, p_value}]`: at most FEATURES_MAX names of printable text, each a p-value."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > FEATURES_MAX:
+        raise ValueError(f"drifted_features is not a list of at most {FEATURES_MAX}")
+    features = []
+    for item in value:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= TEXT_MAX:
+            raise ValueError(f"{str(name)[:20]!r} is not a feature name")
+        p_value = _probability(item.get("p_value"))
+        if p_value is None:
+            raise ValueError(f"feature {name[:20]!r} has no p_value")
+        features.append((name, p_value))
+    return tuple(features)
 
 
 class DriftClient:

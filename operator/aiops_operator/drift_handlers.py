@@ -333,6 +333,8 @@ async def _react(
         f"p-value {reading.last_p_value if reading.last_p_value is not None else 'n/a'}"
         f" < threshold {reading.threshold} at {reading.last_drift_time} (action: {action})"
     )
+    if reading.drifted_features:
+        summary += f"; drifted most: {reading.features_text()}"
     log.warning("drift event seen", extra={**_ref(key), "action": action, "summary": summary})
     if reaction.event:
         kopf.warn(body, reason=DRIFT_DETECTED_REASON, message=f"drift detected: {summary}")

@@ -138,6 +138,8 @@ def _claims(spec: ModelServiceSpec) -> list[str]:
     artifacts: list[ArtifactRef] = [spec.model]
     if spec.model.reference is not None:
         artifacts.append(spec.model.reference)
+    if spec.model.calibration is not None:
+        artifacts.append(spec.model.calibration)
     claims = {loc[0] for a in artifacts if (loc := pvc_location(a.uri)) is not None}
     return sorted(claims)
 
@@ -166,6 +168,9 @@ def runtime_env(name: str, spec: ModelServiceSpec) -> list[dict[str, Any]]:
     if model.reference is not None:
         env["REFERENCE_URI"] = runtime_uri(model.reference.uri)
         env["REFERENCE_SHA256"] = model.reference.sha256
+    if model.calibration is not None:
+        env["CALIBRATION_URI"] = runtime_uri(model.calibration.uri)
+        env["CALIBRATION_SHA256"] = model.calibration.sha256
     # The drift settings (threshold, window, ...) live only in the ConfigMap, which the runtime
     # reads at start and on change: a threshold change never rolls the pods or resets windows.
     env.update(

@@ -87,7 +87,22 @@ def drift_status(reading: DriftReading, previous: dict[str, Any]) -> dict[str, A
         "driftEvents": _events_seen(reading, previous),
         "lastDriftTime": newest,
         "runtimeDriftEvents": reading.drift_events,
+        "calibration": _calibration(reading),
     }
+
+
+def _calibration(reading: DriftReading) -> dict[str, Any] | None:
+    """status.drift.calibration; no nulls inside (a merge patch would drop them and the next
+    comparison would see a change), none at all from a runtime that reports no rule."""
+    if not reading.calibration_status:
+        return None
+    block = {
+        "status": reading.calibration_status,
+        "reason": reading.calibration_reason,
+        "consecutive": reading.consecutive,
+        "expectedFalseAlarmRows": reading.expected_false_alarm_rows,
+    }
+    return {k: v for k, v in block.items() if v is not None}
 
 
 def _condition(status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -126,6 +141,8 @@ def drift_condition(
             f"last p-value {_p(reading.last_p_value)} < threshold {threshold};"
             f" drift raised at {reading.last_drift_time}"
         )
+        if reading.drifted_features:
+            message += f"; drifted most: {reading.features_text()}"
         return _condition("True", "PValueBelowThreshold", message, generation)
     message = f"last p-value {_p(reading.last_p_value)} >= threshold {threshold}"
     return _condition("False", "NoDrift", message, generation)

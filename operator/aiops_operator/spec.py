@@ -35,7 +35,11 @@ QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 63
 
-Detector = Literal["mmd", "mmd-online", "lsdd-online", "ks"]
+Detector = Literal["mmd", "ks"]
+# The runtime's (aiops_runtime.settings): about one false drift event a week at 100 req/s, and
+# the smallest budget accepted.
+DEFAULT_FALSE_ALARM_ROWS = 60_480_000
+MIN_FALSE_ALARM_ROWS = 10_000
 ModelFormat = Literal["skops", "joblib"]
 DriftAction = Literal["none", "alert", "retrain"]
 ScrapeMode = Literal["auto", "servicemonitor", "annotations", "none"]
@@ -168,6 +172,14 @@ class ModelSpec(ArtifactRef):
             " live traffic against. Without it the runtime serves without drift detection."
         ),
     )
+    calibration: ArtifactRef | None = Field(
+        None,
+        description=(
+            "Drift calibration (calibration.json of `aiops-runtime train`): the null"
+            " distribution of the check's p-value for this reference. Optional; without it the"
+            " runtime runs uncalibrated and says so in /drift and status.drift."
+        ),
+    )
     credentials_secret_ref: SecretKeyRef | None = Field(
         None,
         alias="credentialsSecretRef",
@@ -274,8 +286,8 @@ class DriftSpec(_Model):
     detector: Detector = Field(
         "mmd",
         description=(
-            "Statistical test on each window: mmd (windowed kernel two-sample test, default),"
-            " mmd-online, lsdd-online, or ks (per-feature Kolmogorov-Smirnov)."
+            "Statistical test on each window: mmd (windowed kernel two-sample test, default)"
+            " or ks (per-feature Kolmogorov-Smirnov)."
         ),
     )
     p_value_threshold: float = Field(
@@ -301,7 +313,25 @@ class DriftSpec(_Model):
         description="New rows between two checks (at most windowSize).",
     )
     consecutive: int = Field(
-        4, ge=1, le=100, description="Flagged checks in a row that raise one drift event."
+        4,
+        ge=1,
+        le=100,
+        description=(
+            "Flagged checks in a row that raise one drift event, when the runtime runs"
+            " uncalibrated (with a calibration covering the settings, falseAlarmRows decides)."
+        ),
+    )
+    false_alarm_rows: int = Field(
+        DEFAULT_FALSE_ALARM_ROWS,
+        ge=MIN_FALSE_ALARM_ROWS,
+        le=10**12,
+        alias="falseAlarmRows",
+        description=(
+            "False-alarm budget: expected rows between two false drift events (60480000, the"
+            " default, is about one a week at 100 req/s). With model.calibration covering the"
+            " drift settings, the runtime flags on the calibrated p-value and picks the number"
+            " of flagged checks in a row that meets it."
+        ),
     )
     action: DriftAction = Field(
         "alert",
@@ -330,6 +360,7 @@ class DriftSpec(_Model):
             "windowSize": self.window_size,
             "checkEvery": self.check_every,
             "consecutive": self.consecutive,
+            "falseAlarmRows": self.false_alarm_rows,
         }
 
 
@@ -484,6 +515,27 @@ class Condition(_Model):
     )
 
 
+class CalibrationStatus(BaseModel):
+    """The runtime's event rule: calibrated for its reference, or not and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = Field(None, description="calibrated or uncalibrated.")
+    reason: str | None = Field(
+        None,
+        max_length=1024,
+        description="Why the runtime runs uncalibrated (empty if it does not).",
+    )
+    consecutive: int | None = Field(
+        None, description="Flagged checks in a row that raise an event, as in force."
+    )
+    expected_false_alarm_rows: float | None = Field(
+        None,
+        alias="expectedFalseAlarmRows",
+        description="Expected rows between false drift events the calibration achieves.",
+    )
+
+
 class DriftStatus(BaseModel):
     """Drift state: the threshold in force (operator) and the runtime's last check results."""
 
@@ -509,6 +561,9 @@ class DriftStatus(BaseModel):
         None,
         alias="runtimeDriftEvents",
         description="The runtime's own drift event counter at the last read (restarts with it).",
+    )
+    calibration: CalibrationStatus | None = Field(
+        None, description="The event rule in force: calibrated for the reference, or why not."
     )
     last_retrain_time: str | None = Field(
         None, alias="lastRetrainTime", description="When the operator last triggered a retrain."

@@ -9,14 +9,14 @@ mean and standard deviation). Two engines implement the ``mmd`` test:
 - ``alibi``: alibi-detect's ``MMDDrift`` (Business Source License 1.1 from 0.11.5 on). It is
   imported only when selected, so the native engine never loads alibi-detect, TensorFlow or PyTorch.
 
-``mmd-online`` and ``lsdd-online`` are alibi-detect's ERT-calibrated online detectors; ``ks`` is a
-per-feature Kolmogorov-Smirnov test with a Bonferroni correction.
+``ks`` is a per-feature Kolmogorov-Smirnov test with a Bonferroni correction. (alibi-detect's online
+detectors were offered once and removed: untested, and configuring them at their defaults took more
+than 10 minutes; issue 14.)
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,12 +30,10 @@ ALIBI_MODULE = "alibi_detect"
 
 @dataclass(frozen=True)
 class TestResult:
-    """One test's outcome. ``p_value`` is None for online detectors, which decide by threshold."""
+    """One test's outcome."""
 
-    p_value: float | None
+    p_value: float
     statistic: float
-    drift: bool | None = None
-    threshold: float | None = None
 
     __test__ = False  # not a pytest test class despite the name
 
@@ -48,17 +46,6 @@ class WindowDetector(Protocol):
 
     def test(self, window: np.ndarray) -> TestResult:
         """Test the window (rows x features) against the reference."""
-        ...
-
-
-class OnlineDetector(Protocol):
-    """A detector that consumes rows one by one and keeps its own state."""
-
-    name: str
-    engine: str
-
-    def update(self, rows: np.ndarray) -> TestResult:
-        """Feed the new rows (in arrival order); report the state after the last one."""
         ...
 
 
@@ -251,39 +238,6 @@ class AlibiMMD:
         return TestResult(p_value=float(p_value), statistic=float(mmd2))
 
 
-class AlibiOnline:
-    """alibi-detect's MMDDriftOnline or LSDDDriftOnline, calibrated by expected run time (ERT)."""
-
-    engine = "alibi"
-
-    def __init__(self, name: str, reference: np.ndarray, config: DriftConfig) -> None:
-        """Configure thresholds so a false alarm comes every ``check_every / threshold`` rows."""
-        from alibi_detect.cd import LSDDDriftOnline, MMDDriftOnline
-
-        cls = MMDDriftOnline if name == "mmd-online" else LSDDDriftOnline
-        self.name = name
-        self.ert = config.check_every / config.p_value_threshold
-        self._detector = cls(
-            np.asarray(reference, dtype=np.float32),
-            ert=self.ert,
-            window_size=min(config.window_size, max(2, len(reference) // 4)),
-            backend=alibi_backend(),
-            # alibi-detect asks for many more bootstrap samples than the ERT; capped for startup.
-            n_bootstraps=min(50_000, max(1000, math.ceil(10 * self.ert))),
-            verbose=False,
-        )
-
-    def update(self, rows: np.ndarray) -> TestResult:
-        """Feed rows one by one; drift if any of them crossed the threshold."""
-        drift = False
-        statistic, threshold = 0.0, None
-        for row in np.asarray(rows, dtype=np.float32):
-            out = self._detector.predict(row, return_test_stat=True)["data"]
-            drift = drift or bool(out["is_drift"])
-            statistic, threshold = float(out["test_stat"]), float(out["threshold"])
-        return TestResult(p_value=None, statistic=statistic, drift=drift, threshold=threshold)
-
-
 def alibi_backend() -> str:
     """The installed alibi-detect backend: TensorFlow if present, else PyTorch."""
     if importlib.util.find_spec("tensorflow") is not None:
@@ -292,10 +246,8 @@ def alibi_backend() -> str:
 
 
 def effective_engine(config: DriftConfig) -> str:
-    """Which implementation runs: ``engine`` matters only for mmd; ks is native, online alibi."""
-    if config.detector == "mmd":
-        return config.engine
-    return "native" if config.detector == "ks" else "alibi"
+    """Which implementation runs: ``engine`` matters only for mmd; ks is always native."""
+    return config.engine if config.detector == "mmd" else "native"
 
 
 def needs_alibi(config: DriftConfig) -> bool:
@@ -305,12 +257,39 @@ def needs_alibi(config: DriftConfig) -> bool:
 
 def build_detector(
     config: DriftConfig, reference: np.ndarray, seed: int | None = None
-) -> WindowDetector | OnlineDetector:
+) -> WindowDetector:
     """The detector the configuration names, on the standardized reference."""
     if config.detector == "ks":
         return KSBonferroni(reference)
-    if config.detector == "mmd" and config.engine == "native":
+    if config.engine == "native":
         return NativeMMD(reference, config.permutations, seed=seed)
-    if config.detector == "mmd":
-        return AlibiMMD(reference, config.permutations)
-    return AlibiOnline(config.detector, reference, config)
+    return AlibiMMD(reference, config.permutations)
+
+
+# Most feature names an attribution reports: enough to act on, short enough for a condition.
+ATTRIBUTION_MAX = 3
+
+
+def drifted_features(
+    reference: np.ndarray,
+    window: np.ndarray,
+    names: list[str],
+    alpha: float,
+    limit: int = ATTRIBUTION_MAX,
+) -> list[dict[str, Any]]:
+    """The features whose marginal distribution moved, most significant first (at most ``limit``).
+
+    A two-sample Kolmogorov-Smirnov test per feature on standardized (not whitened) rows, so each
+    p-value belongs to a named feature, with the Benjamini-Hochberg correction over features: among
+    the names reported, the expected share of features that did not move is at most ``alpha``.
+    ``p_value`` is the adjusted one, rounded for logs and conditions.
+    """
+    result = stats.ks_2samp(reference, window, axis=0)
+    p_values = np.nan_to_num(np.atleast_1d(result.pvalue), nan=1.0)
+    adjusted = stats.false_discovery_control(p_values, method="bh")
+    order = np.argsort(adjusted, kind="stable")[:limit]
+    return [
+        {"name": names[i], "p_value": float(f"{adjusted[i]:.3g}")}
+        for i in order
+        if adjusted[i] < alpha
+    ]

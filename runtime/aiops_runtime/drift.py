@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from aiops_runtime import metrics
+from aiops_runtime.calibration import Calibration, EventRule, event_rule
 from aiops_runtime.detectors import (
-    OnlineDetector,
     SupportCheck,
-    TestResult,
     WindowDetector,
     alibi_available,
     build_detector,
+    drifted_features,
     effective_engine,
     needs_alibi,
 )
@@ -122,11 +122,16 @@ class DriftMonitor:
         model_name: str = "model",
         seed: int | None = None,
         detector: WindowDetector | None = None,
+        feature_names: list[str] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         """Standardize the reference and prepare the detector; raises ValueError on bad input.
 
         ``seed`` fixes the permutations (reproducible benchmarks); ``detector`` replaces the one
-        the config names until the config's detector settings change.
+        the config names until the config's detector settings change. ``feature_names`` (from
+        the training artifacts) name the features in attributions; without them ``f0..fN``.
+        ``calibration`` (calibration.json) turns on the calibrated rule where it covers the
+        settings.
         """
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
@@ -136,11 +141,20 @@ class DriftMonitor:
         self.features = reference.shape[1]
         self.mean, self._transform = reference_transform(reference)
         self.reference = self.standardize(reference)
+        if feature_names is None and calibration is not None and calibration.feature_names:
+            feature_names = list(calibration.feature_names)
+        self.feature_names = _names_or_default(feature_names, self.features)
+        self._calibration = calibration
+        self._rule, self._calibration_state = self._event_rule(config)
+        # Attribution tests each feature on its own scale: standardized, not whitened.
+        std = reference.std(axis=0)
+        self._scale = np.where(std > 0, std, 1.0)
+        self._reference_scaled = (reference - self.mean) / self._scale
         self._seed = seed
         self._config = config
         self._buffer = RingBuffer(config.window_size, self.features)
         self._support = SupportCheck(self.reference)
-        self._detector: WindowDetector | OnlineDetector | None = detector
+        self._detector: WindowDetector | None = detector
         self._detector_key: tuple[Any, ...] | None = _detector_key(config) if detector else None
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
@@ -162,6 +176,7 @@ class DriftMonitor:
             "drift_events": 0,
             "last_drift_time": None,
             "last_error": None,
+            "drifted_features": [],
         }
         metrics.DRIFT_THRESHOLD.set(config.p_value_threshold)
         metrics.DRIFT_ACTIVE.set(0)
@@ -224,9 +239,11 @@ class DriftMonitor:
             old = self._config
             if merged.window_size != old.window_size:
                 self._resize(merged.window_size)
-            if _detector_key(merged) != _detector_key(old):
+            rule, calibration_state = self._event_rule(merged)
+            if _detector_key(merged) != _detector_key(old) or rule != self._rule:
                 self._streak = 0
             self._config = merged
+            self._rule, self._calibration_state = rule, calibration_state
             self._next_check_at = max(
                 self._last_checked_total + merged.check_every, merged.window_size
             )
@@ -239,6 +256,8 @@ class DriftMonitor:
         with self._state_lock:
             config, state = self._config, dict(self._state)
             streak = self._streak
+            needed = self._consecutive(config)
+            calibration = dict(self._calibration_state)
         return {
             "model": self.model_name,
             "detector": config.detector,
@@ -246,11 +265,13 @@ class DriftMonitor:
             "p_value_threshold": config.p_value_threshold,
             "window_size": config.window_size,
             "check_every": config.check_every,
-            "consecutive": config.consecutive,
+            "consecutive": needed,
             "permutations": config.permutations,
             "window_fill": self._buffer.fill(),
             "samples_seen": self._buffer.total,
             "consecutive_flags": streak,
+            "false_alarm_rows": config.false_alarm_rows,
+            "calibration": calibration,
             **state,
         }
 
@@ -288,45 +309,99 @@ class DriftMonitor:
         if len(window) == 0:
             return None
         with self._state_lock:
-            arrived = total - self._last_checked_total
             # Check points passed while the worker was busy are covered by this one check.
             skipped = max(0, (total - self._next_check_at) // config.check_every)
             self._last_checked_total = total
             self._next_check_at = max(total + config.check_every, config.window_size)
-        new_rows = min(arrived, len(window))
         started = time.perf_counter()
         try:
-            flagged, p_value, details = self._test(config, self.standardize(window), new_rows)
+            flagged, p_value, details = self._test(config, window)
         except Exception as exc:  # a failing test must not kill the worker
             self._record_error(exc)
             return None
         check_ms = (time.perf_counter() - started) * 1000
         return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
 
-    def _test(
-        self, config: DriftConfig, window: np.ndarray, new_rows: int
-    ) -> tuple[bool, float | None, dict[str, Any]]:
+    def score(self, raw: np.ndarray) -> tuple[float, float]:
+        """The raw (uncalibrated) p-value and statistic of one window of raw rows, in the calling
+        thread: what a calibration simulates."""
+        p_value, details = self._score(self._config, raw)
+        return p_value, float(details.get("statistic", -np.inf))
+
+    def _event_rule(self, config: DriftConfig) -> tuple[EventRule | None, dict[str, Any]]:
+        """The calibrated rule for these settings, or None and the reason it runs uncalibrated."""
+        if self._calibration is None:
+            reason = "no calibration artifact configured (CALIBRATION_URI or MODEL_DIR)"
+            return None, {"status": "uncalibrated", "reason": reason}
+        gap = self._calibration.covers(config.detector, config.window_size, config.permutations)
+        if not gap and effective_engine(config) != "native":
+            gap = "the calibration was simulated with the native engine"
+        if gap:
+            # Recalibrating needs held-out rows, which the runtime does not have: say so.
+            reason = f"{gap}; no held-out rows to recalibrate with, so the spec's consecutive"
+            return None, {"status": "uncalibrated", "reason": reason + " rule is used"}
+        rule = event_rule(
+            self._calibration,
+            config.p_value_threshold,
+            config.check_every,
+            config.window_size,
+            config.false_alarm_rows,
+        )
+        return rule, {
+            "status": "calibrated",
+            "reason": "",
+            "consecutive": rule.consecutive,
+            "expected_false_alarm_rows": rule.expected_false_alarm_rows,
+            "expected_false_alarm_rows_range": list(rule.expected_false_alarm_rows_range),
+            "flag_rate": rule.flag_rate,
+            "null_checks": len(self._calibration.null),
+            "held_out_rows": self._calibration.held_out_rows,
+        }
+
+    def _consecutive(self, config: DriftConfig) -> int:
+        return self._rule.consecutive if self._rule is not None else config.consecutive
+
+    def _score(self, config: DriftConfig, raw: np.ndarray) -> tuple[float, dict[str, Any]]:
         detector = self._ensure_detector(config)
+        window = self.standardize(raw)
         outside = self._support.outside(window)
         p_support = self._support.p_value(outside, len(window))
         details: dict[str, Any] = {"outside_support": outside, "p_value_support": p_support}
-        if hasattr(detector, "update"):
-            result: TestResult = detector.update(window[-new_rows:])
-            details["statistic"] = result.statistic
-            flagged = bool(result.drift) or p_support / SUPPORT_WEIGHT < config.p_value_threshold
-            return flagged, None, details
         distinct = np.unique(window, axis=0)
         details["distinct_rows"] = len(distinct)
         p_test = 1.0
         if len(distinct) >= MIN_DISTINCT_ROWS:
             result = detector.test(distinct)
-            p_test = float(result.p_value if result.p_value is not None else 1.0)
+            p_test = float(result.p_value)
             details["statistic"] = result.statistic
         details["p_value_test"] = p_test
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
-        return p_value < config.p_value_threshold, p_value, details
+        return p_value, details
 
-    def _ensure_detector(self, config: DriftConfig) -> WindowDetector | OnlineDetector:
+    def _test(
+        self, config: DriftConfig, raw: np.ndarray
+    ) -> tuple[bool, float | None, dict[str, Any]]:
+        p_value, details = self._score(config, raw)
+        with self._state_lock:
+            rule, calibration = self._rule, self._calibration
+        if rule is not None and calibration is not None:
+            details["p_value_raw"] = p_value
+            p_value = calibration.decision_p(p_value, details.get("statistic", -np.inf))
+        flagged = p_value < config.p_value_threshold
+        # Only flagged checks pay for the per-feature tests: a clean window names nothing.
+        details["drifted_features"] = (
+            drifted_features(
+                self._reference_scaled,
+                (raw - self.mean) / self._scale,
+                self.feature_names,
+                config.p_value_threshold,
+            )
+            if flagged
+            else []
+        )
+        return flagged, p_value, details
+
+    def _ensure_detector(self, config: DriftConfig) -> WindowDetector:
         key = _detector_key(config)
         if self._detector is None or key != self._detector_key:
             self._detector = build_detector(config, self.reference, seed=self._seed)
@@ -347,7 +422,8 @@ class DriftMonitor:
         with self._state_lock:
             state = self._state
             self._streak = self._streak + 1 if flagged else 0
-            event = flagged and not state["drift"] and self._streak >= config.consecutive
+            needed = self._consecutive(config)
+            event = flagged and not state["drift"] and self._streak >= needed
             if event:
                 state["drift"] = True
                 state["drift_events"] += 1
@@ -361,7 +437,9 @@ class DriftMonitor:
             state["last_check_ms"] = round(check_ms, 3)
             state["last_distinct_rows"] = details.get("distinct_rows")
             state["last_outside_support"] = details.get("outside_support")
+            state["drifted_features"] = details["drifted_features"]
             active, streak = state["drift"], self._streak
+            calibration_status = self._calibration_state["status"]
         self._publish(flagged, p_value, fill, active, event, check_ms)
         fields = {
             "p_value": p_value,
@@ -370,6 +448,8 @@ class DriftMonitor:
             "drift_active": active,
             "drift_event": event,
             "consecutive_flags": streak,
+            "consecutive": needed,
+            "calibration": calibration_status,
             "window_fill": fill,
             "window_size": config.window_size,
             "detector": config.detector,
@@ -379,7 +459,14 @@ class DriftMonitor:
         }
         log.info(CHECK_MESSAGE, extra=fields)
         if event:
-            log.warning("Drift event raised", extra={"p_value": p_value, "window_fill": fill})
+            log.warning(
+                "Drift event raised",
+                extra={
+                    "p_value": p_value,
+                    "window_fill": fill,
+                    "drifted_features": details["drifted_features"],
+                },
+            )
         return fields
 
     def _publish(
@@ -408,6 +495,14 @@ class DriftMonitor:
         log.error("drift check failed", exc_info=exc)
 
 
+def _names_or_default(names: list[str] | None, features: int) -> list[str]:
+    if names is not None and len(names) == features:
+        return [str(name) for name in names]
+    if names is not None:
+        log.warning("feature names ignored: %d names for %d features", len(names), features)
+    return [f"f{i}" for i in range(features)]
+
+
 def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and matrix A so that ``(x - mean) @ A`` is standardized and decorrelated.
 
@@ -430,9 +525,7 @@ def reference_transform(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _detector_key(config: DriftConfig) -> tuple[Any, ...]:
-    # Online detectors size their own window; the windowed tests take any window.
-    online = config.detector.endswith("-online")
-    return (config.detector, config.engine, config.permutations, online and config.window_size)
+    return (config.detector, config.engine, config.permutations)
 
 
 def _require_alibi_if_needed(config: DriftConfig) -> None:

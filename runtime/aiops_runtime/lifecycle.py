@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aiops_runtime import metrics
@@ -79,12 +78,13 @@ def start_with_nice(start: Callable[[], None], nice: int) -> None:
 
 
 def build_drift(
-    settings: RuntimeSettings, reference: np.ndarray | None
+    settings: RuntimeSettings, loaded: LoadedArtifacts
 ) -> DriftMonitor | dict[str, Any]:
     """The drift monitor, or a {enabled: False, reason} status (blocking: the detectors precompute
     on the reference; run off the event loop)."""
     if not settings.drift_enabled:
         return {"enabled": False, "reason": "DRIFT_ENABLED is false"}
+    reference = loaded.reference
     if reference is None:
         log.warning("drift detection is off: no reference sample configured")
         return {"enabled": False, "reason": "no reference sample configured"}
@@ -92,7 +92,11 @@ def build_drift(
         from aiops_runtime.drift import DriftMonitor
 
         return DriftMonitor(
-            reference, settings.initial_drift_config(), model_name=settings.model_name
+            reference,
+            settings.initial_drift_config(),
+            model_name=settings.model_name,
+            feature_names=loaded.feature_names,
+            calibration=loaded.calibration,
         )
     except Exception as exc:  # a drift failure must not take predictions down with it
         log.exception("drift detection is off: the monitor failed to start")
@@ -177,7 +181,7 @@ async def load(state: RuntimeState) -> None:
     """Load the artifacts off the event loop; on failure stay not ready with one clear log line."""
     try:
         loaded = await asyncio.to_thread(load_artifacts, state.settings)
-        drift = await asyncio.to_thread(build_drift, state.settings, loaded.reference)
+        drift = await asyncio.to_thread(build_drift, state.settings, loaded)
     except ArtifactError as exc:
         state.not_ready_reason, state.not_ready_message = exc.reason, exc.message
         log.error("Model not loaded: %s", exc.message, extra={"reason": exc.reason})

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from aiops_runtime.calibration import Calibration, from_json
 from aiops_runtime.settings import RuntimeSettings
 
 log = logging.getLogger("aiops_runtime.model_store")
@@ -93,6 +94,8 @@ class ModelPlan:
     model: ArtifactSource
     model_format: str
     reference: ArtifactSource | None
+    feature_names: list[str] | None = None
+    calibration: ArtifactSource | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class LoadedArtifacts:
 
     model: LoadedModel
     reference: np.ndarray | None
+    feature_names: list[str] | None = None  # from the training manifest; None for old artifacts
+    calibration: Calibration | None = None  # the drift calibration (calibration.json), if any
 
 
 CHUNK = 1024 * 1024
@@ -369,6 +374,12 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
         reference = (
             ArtifactSource((model_dir / ref["file"]).as_uri(), ref["sha256"]) if ref else None
         )
+        cal = manifest.get("calibration")
+        calibration = (
+            ArtifactSource((model_dir / cal["file"]).as_uri(), cal["sha256"]) if cal else None
+        )
+        names = manifest.get("feature_names")
+        feature_names = [str(n) for n in names] if isinstance(names, list) else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(
             "invalid_manifest", f"cannot use {model_dir}/manifest.json: {exc!r}"
@@ -379,7 +390,13 @@ def _manifest_plan(settings: RuntimeSettings, model_dir: Path) -> ModelPlan:
             "digest_mismatch",
             f"MODEL_SHA256 {settings.model_sha256} differs from the manifest's {source.sha256}",
         )
-    return ModelPlan(model=source, model_format=fmt, reference=reference)
+    return ModelPlan(
+        model=source,
+        model_format=fmt,
+        reference=reference,
+        feature_names=feature_names,
+        calibration=calibration,
+    )
 
 
 def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
@@ -395,10 +412,18 @@ def plan_from_settings(settings: RuntimeSettings) -> ModelPlan:
         if not settings.reference_sha256:
             raise ArtifactError("missing_digest", "REFERENCE_SHA256 is required with REFERENCE_URI")
         reference = ArtifactSource(settings.reference_uri, settings.reference_sha256)
+    calibration = None
+    if settings.calibration_uri:
+        if not settings.calibration_sha256:
+            raise ArtifactError(
+                "missing_digest", "CALIBRATION_SHA256 is required with CALIBRATION_URI"
+            )
+        calibration = ArtifactSource(settings.calibration_uri, settings.calibration_sha256)
     return ModelPlan(
         model=ArtifactSource(settings.model_uri, settings.model_sha256),
         model_format=settings.model_format,
         reference=reference,
+        calibration=calibration,
     )
 
 
@@ -418,4 +443,24 @@ def load_artifacts(settings: RuntimeSettings) -> LoadedArtifacts:
     reference = None
     if reference_bytes is not None:
         reference = parse_reference(reference_bytes, model.n_features, settings.reference_max_rows)
-    return LoadedArtifacts(model=model, reference=reference)
+    return LoadedArtifacts(
+        model=model,
+        reference=reference,
+        feature_names=plan.feature_names,
+        calibration=_load_calibration(plan, deadline, settings),
+    )
+
+
+def _load_calibration(
+    plan: ModelPlan, deadline: _Deadline, settings: RuntimeSettings
+) -> Calibration | None:
+    """Fetch, verify and parse the calibration; a bad one is refused like a bad reference."""
+    if plan.calibration is None:
+        return None
+    data, _ = fetch_verified(
+        plan.calibration, deadline, settings.reference_max_bytes, settings.model_authorization
+    )
+    try:
+        return from_json(data)
+    except ValueError as exc:
+        raise ArtifactError("invalid_calibration", f"calibration refused: {exc}") from None

@@ -13,7 +13,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Detector = Literal["mmd", "ks", "mmd-online", "lsdd-online"]
+Detector = Literal["mmd", "ks"]
+# One false drift event a week at 100 req/s: 100 x 86,400 x 7 rows.
+DEFAULT_FALSE_ALARM_ROWS = 60_480_000
+# Below this the budget means a false event every few minutes at 100 req/s: a typo, not a wish.
+MIN_FALSE_ALARM_ROWS = 10_000
 Engine = Literal["native", "alibi"]
 ModelFormat = Literal["skops", "joblib"]
 AccessLog = Literal["off", "errors", "all"]
@@ -48,6 +52,14 @@ class DriftConfig(BaseModel):
     permutations: int = Field(
         100, ge=10, le=10_000, description="Permutations of the mmd test's p-value."
     )
+    # About one false event a week at 100 req/s; used when a calibration covers the settings.
+    false_alarm_rows: int = Field(
+        DEFAULT_FALSE_ALARM_ROWS,
+        ge=MIN_FALSE_ALARM_ROWS,
+        le=10**12,
+        alias="falseAlarmRows",
+        description="Expected rows between false drift events (calibrated rule).",
+    )
 
 
 class RuntimeSettings(BaseSettings):
@@ -76,6 +88,10 @@ class RuntimeSettings(BaseSettings):
     )
     reference_uri: str = Field("", description="Reference sample (.npy) for drift detection.")
     reference_sha256: str = Field("", description="Expected sha256 of the reference sample.")
+    calibration_uri: str = Field(
+        "", description="Drift calibration (calibration.json of `aiops-runtime train`)."
+    )
+    calibration_sha256: str = Field("", description="Expected sha256 of the calibration.")
     download_timeout_s: float = Field(
         120.0, gt=0, description="Deadline for fetching the model and reference, together."
     )
@@ -177,6 +193,11 @@ class RuntimeSettings(BaseSettings):
     drift_check_every: int = Field(100, ge=1, description="Initial new rows between checks.")
     drift_consecutive: int = Field(4, ge=1, description="Initial flagged checks per event.")
     drift_permutations: int = Field(100, ge=10, description="Permutations of the mmd test.")
+    drift_false_alarm_rows: int = Field(
+        DEFAULT_FALSE_ALARM_ROWS,
+        ge=MIN_FALSE_ALARM_ROWS,
+        description="Initial expected rows between false drift events (with a calibration).",
+    )
     drift_config_file: Path | None = Field(
         None, description="JSON file with live drift settings (a mounted ConfigMap); reloaded."
     )
@@ -194,6 +215,7 @@ class RuntimeSettings(BaseSettings):
             check_every=self.drift_check_every,
             consecutive=self.drift_consecutive,
             permutations=self.drift_permutations,
+            false_alarm_rows=self.drift_false_alarm_rows,
         )
 
 

@@ -1,8 +1,10 @@
 """Reproducible training on scikit-learn's bundled breast-cancer data.
 
-Writes the artifacts the runtime serves: ``model.skops``, ``reference.npy``, ``metrics.json`` and
-``manifest.json`` (sha256 of each). With the same seed and library versions the bytes are the same,
-so the digests pinned in a ModelService stay valid across retrains of the same code.
+Writes the artifacts the runtime serves: ``model.skops``, ``reference.npy``, ``calibration.json``
+(the drift check's null distribution for this reference, simulated on the held-out rows),
+``metrics.json`` and ``manifest.json`` (sha256 of each). With the same seed and library versions
+the bytes are the same, so the digests pinned in a ModelService stay valid across retrains of the
+same code.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
+from aiops_runtime import calibration
 from aiops_runtime.model_store import TRUSTED_TYPES
+from aiops_runtime.settings import DriftConfig
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.npy"
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
+CALIBRATION_FILE = calibration.CALIBRATION_FILE
 # Half the data trains the model and is the drift reference; the other half is held out for the
 # metrics (and for drift benchmarks, which need unseen in-distribution rows).
 TEST_FRACTION = 0.5
@@ -60,7 +66,8 @@ class TrainResult:
             f"trained {m['model']} on {m['n_train']} rows (seed {m['seed']}): "
             f"held-out accuracy {m['accuracy']:.4f}, ROC AUC {m['roc_auc']:.4f} "
             f"on {m['n_test']} rows\n"
-            f"wrote {self.out}/{{{MODEL_FILE},{REFERENCE_FILE},{METRICS_FILE},{MANIFEST_FILE}}}\n"
+            f"wrote {self.out}/{{{MODEL_FILE},{REFERENCE_FILE},{CALIBRATION_FILE},"
+            f"{METRICS_FILE},{MANIFEST_FILE}}}\n"
             f"model sha256 {self.manifest['model']['sha256']}"
         )
 
@@ -130,8 +137,40 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def train(out: Path, seed: int = 42, force: bool = False) -> TrainResult:
-    """Train the model and write the four artifacts into ``out``.
+def calibrate(
+    reference: np.ndarray,
+    held_out: np.ndarray,
+    config: DriftConfig,
+    feature_names: list[str],
+    checks: int = calibration.NULL_CHECKS,
+    seed: int = 0,
+) -> calibration.Calibration:
+    """The null distribution of the drift check for this reference: ``checks`` windows of
+    held-out rows (none in the reference) through the runtime's own monitor and settings."""
+    from aiops_runtime.drift import DriftMonitor
+
+    monitor = DriftMonitor(reference, config, seed=seed)
+    # One BLAS thread, as the runtime's worker: threaded BLAS busy-waits on small matrices.
+    with threadpool_limits(limits=1, user_api="blas"):
+        null = calibration.simulate(monitor.score, held_out, config.window_size, checks, seed)
+    return calibration.Calibration(
+        detector=config.detector,
+        window_size=config.window_size,
+        permutations=config.permutations,
+        null=null,
+        feature_names=tuple(feature_names),
+        held_out_rows=len(held_out),
+        seed=seed,
+    )
+
+
+def train(
+    out: Path,
+    seed: int = 42,
+    force: bool = False,
+    calibration_checks: int = calibration.NULL_CHECKS,
+) -> TrainResult:
+    """Train the model and write the five artifacts into ``out``.
 
     Raises FileExistsError when ``out`` is a non-empty directory and ``force`` is false.
     """
@@ -173,11 +212,16 @@ def train(out: Path, seed: int = 42, force: bool = False) -> TrainResult:
         "python_version": platform.python_version(),
     }
     reference_bytes = _npy_bytes(np.ascontiguousarray(x_train, dtype=np.float64))
+    # With the runtime's default drift settings, which the example deploys.
+    calibration_bytes = calibration.to_json(
+        calibrate(x_train, x_test, DriftConfig(), feature_names, calibration_checks, seed)
+    )
     metrics_bytes = _json_bytes(metrics)
     manifest = {
         "model": {"file": MODEL_FILE, "sha256": sha256_hex(model_bytes), "format": "skops"},
         "reference": {"file": REFERENCE_FILE, "sha256": sha256_hex(reference_bytes)},
         "metrics": {"file": METRICS_FILE, "sha256": sha256_hex(metrics_bytes)},
+        "calibration": {"file": CALIBRATION_FILE, "sha256": sha256_hex(calibration_bytes)},
         "created_by": f"aiops-runtime train {version('aiops-runtime')}",
         "seed": seed,
         "sklearn_version": sklearn.__version__,
@@ -187,6 +231,7 @@ def train(out: Path, seed: int = 42, force: bool = False) -> TrainResult:
     _write_atomic(out / MODEL_FILE, model_bytes)
     _write_atomic(out / REFERENCE_FILE, reference_bytes)
     _write_atomic(out / METRICS_FILE, metrics_bytes)
+    _write_atomic(out / CALIBRATION_FILE, calibration_bytes)
     # The manifest goes last: a directory with a manifest has all the files it names.
     _write_atomic(out / MANIFEST_FILE, _json_bytes(manifest))
     return TrainResult(out=out, manifest=manifest, metrics=metrics)
@@ -197,13 +242,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the artifacts")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    parser.add_argument(
+        "--calibration-checks",
+        type=int,
+        default=calibration.NULL_CHECKS,
+        help=f"null drift checks for calibration.json (default {calibration.NULL_CHECKS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Train as the parsed arguments say; print the summary. Exit status 2 when --out holds files
     and --force is not given."""
     try:
-        result = train(args.out, seed=args.seed, force=args.force)
+        result = train(
+            args.out, seed=args.seed, force=args.force, calibration_checks=args.calibration_checks
+        )
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

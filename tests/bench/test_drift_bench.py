@@ -118,3 +118,38 @@ def test_day_simulation_counts_checks_flags_and_events_consistently() -> None:
 def test_day_simulation_refuses_blocks_that_would_split_a_check_point() -> None:
     with pytest.raises(ValueError, match="multiple"):
         no_drift_day(DriftConfig(window_size=100, check_every=100), 1000, block=150)
+
+
+def test_the_calibration_never_sees_the_rows_it_is_judged_on() -> None:
+    split = bench.make_split(3000)
+    calibration_rows, stream = bench.split_held_out(split, np.random.default_rng(0))
+    seen = {row.tobytes() for row in calibration_rows}
+    assert not seen & {row.tobytes() for row in stream.pool}
+    assert len(calibration_rows) + len(stream.pool) == len(split.pool)
+    assert len(stream.pool_labels) == len(stream.pool)
+
+
+def test_the_event_start_rate_estimate_is_exact_at_the_extremes() -> None:
+    assert bench.event_start_rate(0, 100, 5) == 0.0
+    assert bench.event_start_rate(100, 100, 5) == 0.0  # every check flags: one endless run
+    # 10 flags of 20 checks, k = 1: 10/20 - 10*9/(20*19).
+    assert bench.event_start_rate(10, 20, 1) == pytest.approx(0.5 - 90 / 380)
+
+
+def test_a_small_run_prints_the_promised_keys_as_its_last_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    argv = ["--calibrated-splits", "2", "--calibration-checks", "40", "--scenarios", "S2,S5",
+            "--calibrated-stream-checks", "10", "--calibrated-detect-splits", "1",
+            "--horizon", "600", "--skip-legacy", "--skip-timing"]  # fmt: skip
+    assert bench.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for prefix in ("", "uncalibrated_"):
+        for key in ("false_events_per_day_mean", "false_events_per_day_p95",
+                    "false_events_per_day_max", "detect_prob_S5", "median_delay_S2"):  # fmt: skip
+            assert f"{prefix}{key}" in result
+    assert result["detect_prob_S5"] == 1.0
+    assert result["calibrated_consecutive"] == [5]
+    assert 0 < result["calibration_s"] < 60

@@ -168,3 +168,25 @@ def test_command_line_with_dir_bumps_only_the_named_modelservice(tmp_path: Path)
     proc = run(*common, "--name", "other", "--namespace", "aiops-quality", check=False)
     assert proc.returncode == 2
     assert "no ModelService aiops-quality/other" in proc.stderr
+
+
+def test_a_calibration_in_the_manifest_bumps_the_pinned_calibration(example: Path) -> None:
+    manifest = {
+        "model": {"sha256": "a" * 64, "file": "model.skops"},
+        "reference": {"sha256": "b" * 64, "file": "reference.npy"},
+        "calibration": {"sha256": "c" * 64, "file": "calibration.json"},
+    }
+    changed = bump.bump(example, manifest, None, "https://pkg.example/x")
+    assert "spec.model.calibration.sha256" in changed
+    calibration = yaml.safe_load(example.read_text())["spec"]["model"]["calibration"]
+    assert calibration == {"uri": "https://pkg.example/x/calibration.json", "sha256": "c" * 64}
+
+
+def test_a_modelservice_pinning_no_calibration_keeps_running_without_one(tmp_path: Path) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    del doc["spec"]["model"]["calibration"]
+    path = tmp_path / "modelservice.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    manifest = {**MANIFEST, "calibration": {"file": "calibration.json", "sha256": "c" * 64}}
+    assert bump.bump(path, manifest, None) == ["spec.model.sha256", "spec.model.reference.sha256"]
+    assert "calibration" not in yaml.safe_load(path.read_text())["spec"]["model"]

@@ -37,7 +37,7 @@ def example_spec() -> dict[str, Any]:
 
 def test_manifest_digests_are_those_of_the_shipped_files(example_model_dir: Path) -> None:
     entries = manifest(example_model_dir)
-    for key in ("model", "reference", "metrics"):
+    for key in ("model", "reference", "metrics", "calibration"):
         assert sha256_of(example_model_dir / entries[key]["file"]) == entries[key]["sha256"], key
 
 
@@ -47,6 +47,8 @@ def test_example_modelservice_pins_the_shipped_files(example_model_dir: Path) ->
     assert model["reference"]["uri"] == f"file://{IMAGE_DIR}/reference.npy"
     assert model["sha256"] == sha256_of(example_model_dir / "model.skops")
     assert model["reference"]["sha256"] == sha256_of(example_model_dir / "reference.npy")
+    assert model["calibration"]["uri"] == f"file://{IMAGE_DIR}/calibration.json"
+    assert model["calibration"]["sha256"] == sha256_of(example_model_dir / "calibration.json")
     assert model["format"] == manifest(example_model_dir)["model"]["format"]
 
 
@@ -59,8 +61,12 @@ def test_the_runtime_loads_the_shipped_files_with_the_examples_digests(
         model_sha256=model["sha256"],
         reference_uri=model["reference"]["uri"].replace(IMAGE_DIR, str(example_model_dir)),
         reference_sha256=model["reference"]["sha256"],
+        calibration_uri=model["calibration"]["uri"].replace(IMAGE_DIR, str(example_model_dir)),
+        calibration_sha256=model["calibration"]["sha256"],
     )
     loaded = load_artifacts(settings)
+    assert loaded.calibration is not None
+    assert loaded.calibration.window_size == example_spec()["drift"]["windowSize"]
     assert loaded.model.sha256 == model["sha256"]
     assert loaded.reference is not None
     assert loaded.reference.shape == (284, loaded.model.n_features)
@@ -86,3 +92,22 @@ def test_the_shipped_model_scores_the_held_out_rows_as_its_metrics_record(
     accuracy = float(np.mean(estimator.predict(x_test) == y_test))
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-12)
     assert list(estimator.classes_) == metrics["classes"]
+
+
+def test_the_shipped_calibration_is_the_simulation_of_the_shipped_reference(
+    example_model_dir: Path,
+) -> None:
+    """calibration.json is byte-stable: recomputing it here (any BLAS) gives the pinned bytes."""
+    from aiops_runtime.calibration import to_json
+    from aiops_runtime.settings import DriftConfig
+    from aiops_runtime.train import calibrate
+
+    data = load_breast_cancer()
+    labels = np.asarray(data.target_names)[data.target]  # as train.py stratifies
+    x_train, x_test = train_test_split(
+        data.data, test_size=TEST_FRACTION, random_state=42, stratify=labels
+    )
+    assert np.array_equal(x_train, np.load(example_model_dir / "reference.npy"))
+    names = [str(name) for name in data.feature_names]
+    again = to_json(calibrate(x_train, x_test, DriftConfig(), names, seed=42))
+    assert again == (example_model_dir / "calibration.json").read_bytes()

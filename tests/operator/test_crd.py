@@ -113,3 +113,10 @@ def test_status_keeps_unknown_fields_for_kopf() -> None:
     status = schema()["properties"]["status"]
     assert status["x-kubernetes-preserve-unknown-fields"] is True
     assert status["properties"]["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_the_schema_offers_only_the_tested_detectors() -> None:
+    """The API server's enum message then names exactly mmd and ks (issue 14)."""
+    detector = schema()["properties"]["spec"]["properties"]["drift"]["properties"]["detector"]
+    assert detector["enum"] == ["mmd", "ks"]
+    assert "online" not in detector["description"]

@@ -68,6 +68,39 @@ def test_the_runtimes_real_snapshot_parses(example_model_dir: Path) -> None:
     assert got.window_size == 20
 
 
+def test_the_runtimes_drifted_feature_names_are_read(example_model_dir: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from aiops_runtime.drift import DriftMonitor
+    from aiops_runtime.settings import DriftConfig
+
+    reference = np.load(example_model_dir / "reference.npy")
+    names = [str(n) for n in load_breast_cancer().feature_names]
+    monitor = DriftMonitor(reference, DriftConfig(consecutive=1), seed=1, feature_names=names)
+    window = reference[:100].copy()
+    window[:, 0] *= 1.5
+    monitor.append(window)
+    monitor.check_now()
+    got = parse_snapshot({"enabled": True, **monitor.snapshot()})
+    assert got.drifted_features[0][0] == "mean radius"
+    assert got.features_text().startswith("mean radius (p=")
+    assert got.calibration_status == "uncalibrated"
+    assert "no calibration" in got.calibration_reason
+    assert got.consecutive == 1
+
+
+def test_a_calibrated_runtimes_rule_is_read() -> None:
+    calibration = {"status": "calibrated", "reason": "", "expected_false_alarm_rows": 3.55e8}
+    got = parse_snapshot({**VALID_SNAPSHOT, "consecutive": 5, "calibration": calibration})
+    assert (got.calibration_status, got.consecutive) == ("calibrated", 5)
+    assert got.expected_false_alarm_rows == 3.55e8
+    with pytest.raises(DriftReadError):
+        parse_snapshot({**VALID_SNAPSHOT, "calibration": {"expected_false_alarm_rows": "many"}})
+
+
+VALID_SNAPSHOT = {"p_value_threshold": 0.05, "checks": 1, "drift": False, "drift_events": 0}
+
+
 def test_a_runtime_without_drift_detection_is_read_as_disabled() -> None:
     got = parse_snapshot({"enabled": False, "reason": "no reference sample configured"})
     assert got == DriftReading(enabled=False, reason="no reference sample configured")

@@ -152,6 +152,12 @@ def test_numbers_and_nesting_the_parser_cannot_hold_are_invalid(text: str, why: 
         {"detector": "x" * 10_000},
         {"last_check_time": "2026-01-01 drop table"},
         {"last_drift_time": {"nested": "object"}},
+        {"drifted_features": [{"name": f"f{i}", "p_value": 0.01} for i in range(4)]},
+        {"drifted_features": [{"name": "x" * 65, "p_value": 0.01}]},
+        {"drifted_features": [{"name": "a\nb", "p_value": 0.01}]},
+        {"drifted_features": [{"name": "mean radius", "p_value": 2}]},
+        {"drifted_features": [{"name": "mean radius"}]},
+        {"drifted_features": "mean radius"},
     ],
 )
 def test_fields_out_of_type_range_or_length_are_invalid(field: dict[str, object]) -> None:

@@ -133,6 +133,7 @@ def test_configmap_holds_the_drift_settings_with_camelcase_keys() -> None:
         "windowSize": 100,
         "checkEvery": 100,
         "consecutive": 4,
+        "falseAlarmRows": 60_480_000,
     }
 
 
@@ -243,3 +244,17 @@ def test_is_subset_ignores_server_defaults_but_not_edits() -> None:
     live = json.loads(json.dumps(desired))
     live["spec"]["template"]["spec"]["containers"][0]["env"].pop()
     assert not is_subset(desired, live)
+
+
+def test_a_calibration_reaches_the_runtime_as_uri_and_digest() -> None:
+    model = {
+        "uri": "file:///models/breast-cancer/model.skops",
+        "sha256": DIGEST,
+        "reference": {"uri": "file:///models/breast-cancer/reference.npy", "sha256": "b" * 64},
+        "calibration": {"uri": "pvc://models/calibration.json", "sha256": "c" * 64},
+    }
+    values = env(spec(model=model))
+    assert values["CALIBRATION_URI"].endswith("/models/calibration.json")
+    assert values["CALIBRATION_URI"].startswith("file://")
+    assert values["CALIBRATION_SHA256"] == "c" * 64
+    assert "CALIBRATION_URI" not in env(spec())

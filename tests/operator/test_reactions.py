@@ -89,6 +89,26 @@ def test_status_reports_the_threshold_the_runtime_has_in_force() -> None:
     assert status["lastCheckTime"] == T0
 
 
+def test_status_shows_the_event_rule_the_runtime_runs() -> None:
+    calibrated = reading(
+        calibration_status="calibrated", consecutive=5, expected_false_alarm_rows=3.55e8
+    )
+    assert drift_status(calibrated, {})["calibration"] == {
+        "status": "calibrated",
+        "reason": "",
+        "consecutive": 5,
+        "expectedFalseAlarmRows": 3.55e8,
+    }
+    why = "the calibration does not cover windowSize 50 (calibrated for 100)"
+    uncalibrated = reading(calibration_status="uncalibrated", calibration_reason=why)
+    assert drift_status(uncalibrated, {})["calibration"] == {
+        "status": "uncalibrated",
+        "reason": why,
+        "consecutive": 0,
+    }  # no null inside: a merge patch would drop it and every read would look like a change
+    assert drift_status(reading(), {})["calibration"] is None  # an older runtime reports none
+
+
 def test_a_disabled_runtime_writes_no_drift_fields() -> None:
     assert drift_status(DriftReading(enabled=False, reason="no reference"), {}) == {}
 
@@ -110,6 +130,14 @@ def test_drift_condition_follows_the_runtime(kw: dict, status: str, reason: str)
     assert (cond["type"], cond["status"], cond["reason"]) == ("DriftDetected", status, reason)
     assert cond["observedGeneration"] == 4
     assert cond["message"]
+
+
+def test_the_drift_condition_names_the_features_that_drifted_most() -> None:
+    features = (("worst area", 0.0001), ("mean radius", 0.004))
+    drifted = reading(drift=True, last_p_value=0.001, last_drift_time=T1, drifted_features=features)
+    message = drift_condition(drifted, None, generation=1)["message"]
+    assert message.endswith("drifted most: worst area (p=0.0001), mean radius (p=0.004)")
+    assert "drifted most" not in drift_condition(reading(), None, generation=1)["message"]
 
 
 def test_an_unreachable_runtime_gives_a_reason_not_a_crash() -> None:

@@ -87,3 +87,27 @@ def test_the_spec_offers_exactly_the_detectors_and_formats_the_runtime_runs() ->
     assert set(get_args(spec.ModelFormat)) == set(get_args(settings.ModelFormat))
     # The engine is the runtime's own choice (DRIFT_ENGINE), not a ModelService field.
     assert "engine" not in spec.DriftSpec.model_fields
+
+
+@pytest.mark.parametrize("detector", ["mmd-online", "lsdd-online"])
+def test_the_removed_online_detectors_are_refused_naming_the_supported_ones(detector: str) -> None:
+    """They were offered untested and never finished configuring (issue 14)."""
+    with pytest.raises(ValidationError) as info:
+        ModelServiceSpec.model_validate(
+            {
+                "image": "i",
+                "model": {"uri": "file:///m", "sha256": "a" * 64},
+                "drift": {"detector": detector},
+            }
+        )
+    message = validation_message(info.value)
+    assert "spec.drift.detector" in message
+    assert "'mmd' or 'ks'" in message, message
+
+
+def test_the_false_alarm_budget_defaults_to_a_week_at_100_rps_and_refuses_tiny_ones() -> None:
+    base = {"image": "i", "model": {"uri": "file:///m", "sha256": "a" * 64}}
+    assert ModelServiceSpec.model_validate(base).drift.false_alarm_rows == 100 * 86_400 * 7
+    with pytest.raises(ValidationError) as info:
+        ModelServiceSpec.model_validate({**base, "drift": {"falseAlarmRows": 9_999}})
+    assert "spec.drift.falseAlarmRows" in validation_message(info.value)

@@ -235,4 +235,4 @@ def test_alibi_engine_without_alibi_is_refused_and_the_old_config_kept(
     assert monitor.config.engine == "native"
     assert "alibi-detect" in caplog.text
     with pytest.raises(ValueError, match="alibi-detect"):
-        DriftMonitor(split.reference, DriftConfig(detector="mmd-online"))
+        DriftMonitor(split.reference, DriftConfig(engine="alibi"))

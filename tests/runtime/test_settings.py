@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aiops_runtime.settings import RuntimeSettings, settings_markdown
 
 MANUAL = Path(__file__).resolve().parents[2] / "docs" / "runtime.md"
@@ -44,3 +46,13 @@ def test_the_cli_prints_the_table() -> None:
         timeout=60,
     )
     assert done.stdout == settings_markdown()
+
+
+def test_the_removed_online_detectors_are_refused_by_the_runtime() -> None:
+    """A drift ConfigMap naming one (an old operator) is refused, and the last good one kept."""
+    from pydantic import ValidationError
+
+    from aiops_runtime.settings import DriftConfig
+
+    with pytest.raises(ValidationError, match="'mmd' or 'ks'"):
+        DriftConfig.model_validate({"detector": "lsdd-online"})

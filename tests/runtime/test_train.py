@@ -16,7 +16,7 @@ import pytest
 
 from aiops_runtime.train import train
 
-ARTIFACTS = ("model.skops", "reference.npy", "metrics.json", "manifest.json")
+ARTIFACTS = ("model.skops", "reference.npy", "calibration.json", "metrics.json", "manifest.json")
 
 
 def test_same_seed_gives_byte_identical_artifacts(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_another_seed_gives_another_model(tmp_path: Path, trained: Path) -> None
 
 def test_manifest_digests_match_the_files_it_wrote(trained: Path) -> None:
     manifest = json.loads((trained / "manifest.json").read_text())
-    for key in ("model", "reference", "metrics"):
+    for key in ("model", "reference", "metrics", "calibration"):
         entry = manifest[key]
         data = (trained / entry["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], key
