@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiops_operator.handlers import ChildrenFirst
+from aiops_operator.state import ChildrenFirst
 
 
 def test_nothing_in_flight_means_no_wait() -> None:
