@@ -196,6 +196,7 @@ class DriftPoller:
         self.triggers = bounded.session(settings.drift_timeout_s, connections=8)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="drift poller")
+        self._task.add_done_callback(_report_end)
         log.info(
             "drift loop started",
             extra={
@@ -472,6 +473,12 @@ class DriftPoller:
         else:
             log.warning("retrain trigger failed", extra=extra)
             self._post(kopf.warn, target, reason="RetrainFailed", message=outcome.message)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """The loop ends only when stopped; anything else is a bug to see in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the drift loop ended: %r", task.exception())
 
 
 def _now() -> datetime:
