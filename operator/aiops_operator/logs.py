@@ -37,8 +37,11 @@ def configure(log_format: str, verbose: bool) -> None:
     kopf_format = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}.get(
         log_format, kopf.LogFormat.FULL
     )
-    kopf.configure(verbose=verbose, log_format=kopf_format)
-    if kopf_format is not kopf.LogFormat.JSON:
+    text = kopf_format is not kopf.LogFormat.JSON
+    # log_prefix: Kopf's own per-object lines ("Handler 'reconcile' failed ...") name the
+    # object in the text formats too (JSON has them under the key `object`).
+    kopf.configure(verbose=verbose, log_format=kopf_format, log_prefix=text)
+    if text:
         for handler in logging.getLogger().handlers:
             handler.addFilter(ExtrasInText())
     if not verbose:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiops_operator.logs import ExtrasInText
+from aiops_operator.logs import ExtrasInText, configure
 
 
 def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -32,3 +32,17 @@ def test_lines_about_no_modelservice_are_left_alone() -> None:
     rec = record("drift loop started", drift_poll_interval_s=30.0)
     ExtrasInText().filter(rec)
     assert rec.getMessage() == "drift loop started"
+
+
+def test_kopfs_own_lines_about_an_object_name_it_in_the_plain_format() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure("plain", verbose=False)
+        (handler,) = [h for h in root.handlers if h not in handlers]
+        rec = record("Handler 'reconcile' failed temporarily")
+        rec.k8s_ref = {"namespace": "team-a", "name": "bc"}
+        assert handler.format(rec) == "[team-a/bc] Handler 'reconcile' failed temporarily"
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
