@@ -75,9 +75,9 @@ STATUS_DEFER_MAX_S = 10.0
 class ChildrenFirst:
     """Bookkeeping writes yield to child writes, so a burst of N creates gets every
     ModelService's children applied before the API server also takes N status patches and N
-    Kopf finalizer patches.
+    Kopf annotation patches.
 
-    A status write, or the end of the event handler that lets Kopf add its finalizer, waits
+    A status write, or the end of the event handler after which Kopf writes its annotations, waits
     while any child apply or delete is in flight, at most STATUS_DEFER_MAX_S; with nothing in
     flight it does not wait at all.
     """

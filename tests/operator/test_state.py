@@ -1,4 +1,4 @@
-"""ChildrenFirst: bookkeeping writes (status, Kopf's finalizer) wait for child writes in flight."""
+"""ChildrenFirst: bookkeeping writes (status, Kopf's annotations) wait for child writes."""
 
 from __future__ import annotations
 
