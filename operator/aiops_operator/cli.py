@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
+import urllib.parse
 from collections.abc import Sequence
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from aiops_operator import drift_handlers, handlers  # registers the handlers with Kopf
+    from aiops_operator import drift_poller, handlers, logs, operator_metrics
+    from aiops_operator.memo import Operator
     from aiops_operator.settings import OperatorSettings
 
     config = OperatorSettings()
@@ -21,26 +24,57 @@ def _run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"liveness_endpoint": args.liveness})
     # Resolved once: the namespace whose pods (this operator) the NetworkPolicies let in.
     config = config.model_copy(update={"operator_namespace": config.own_namespace()})
-    handlers.STATE.config = config
-    drift_handlers.register(config)
-    log_format = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}.get(
-        config.log_format, kopf.LogFormat.FULL
-    )
-    verbose = config.verbose or args.verbose
-    kopf.configure(verbose=verbose, log_format=log_format)
-    if not verbose:
-        # Kopf logs "Handler ... succeeded" for every watch event of every child; keep its
-        # per-object logs to warnings and errors, and the operator's own decisions at INFO.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+    drift_poller.register(registry)
+    logs.configure(config.log_format, config.verbose or args.verbose)
+    busy = liveness_port_taken(config.liveness_endpoint)
+    if busy:
+        return _refuse(
+            f"the liveness endpoint {config.liveness_endpoint} cannot listen: {busy}"
+            " (AIOPS_OPERATOR_LIVENESS_ENDPOINT or --liveness)"
+        )
+    try:
+        metrics_server = operator_metrics.serve(config.metrics_port)
+    except OSError as exc:
+        return _refuse(
+            f"the metrics port {config.metrics_port} cannot listen: {exc.strerror}"
+            " (AIOPS_OPERATOR_METRICS_PORT)"
+        )
+    memo = Operator.create(config, metrics_server)
     namespaces = config.namespace_list()
     # Standalone: no peering objects to install or permit, so run one replica at a time.
     kopf.run(
+        registry=registry,
+        memo=memo,
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=config.liveness_endpoint or None,
     )
     return 0
+
+
+def _refuse(message: str) -> int:
+    """End the operator before it starts: one line on stderr and in the log, exit status 2."""
+    logging.getLogger("aiops_operator").error(message)
+    return 2
+
+
+def liveness_port_taken(endpoint: str) -> str | None:
+    """Why the liveness endpoint's host:port cannot be bound now (e.g. `Address already in
+    use`), or None. Kopf would otherwise keep running without a probe answering."""
+    if not endpoint:
+        return None
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "0.0.0.0", url.port or 80
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds it
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@
   Service spreads reads over replicas, so the operator keeps its own count and the newest
   `lastDriftTime`);
 - `is_new_drift_event` compares the reading's `last_drift_time` with the status;
-- `drift_condition` / `set_condition` build the `DriftDetected` condition (Ready is untouched);
+- `drift_condition` builds the `DriftDetected` condition (Ready is untouched);
 - `plan_reaction` applies `spec.drift.action` and the retrain cooldown.
 No I/O and no clock reads: callers pass `now`.
 """
@@ -13,9 +13,10 @@ No I/O and no clock reads: callers pass `now`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from aiops_operator.conditions import parse_time, rfc3339
 from aiops_operator.drift_client import DriftReadError, DriftReading
 from aiops_operator.status import DRIFT_DETECTED, MODEL_NOT_LOADED
 
@@ -31,22 +32,6 @@ FAILED = "Failed"
 # Longest message the loop writes into status (the CRD allows 32768 in a condition, 1024 in
 # lastRetrainMessage); the texts are built here, so this only guards against a surprise.
 STATUS_TEXT_MAX = 1024
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp (Z or offset) as an aware datetime; None when absent or invalid."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    """metav1.Time form of a datetime (UTC, second precision)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def is_new_drift_event(reading: DriftReading, previous: dict[str, Any]) -> bool:
@@ -146,42 +131,6 @@ def drift_condition(
         return _condition("True", "PValueBelowThreshold", message, generation)
     message = f"last p-value {_p(reading.last_p_value)} >= threshold {threshold}"
     return _condition("False", "NoDrift", message, generation)
-
-
-def set_condition(
-    conditions: list[dict[str, Any]] | None, new: dict[str, Any], now: str
-) -> list[dict[str, Any]]:
-    """Put `new` in place of the condition of its type; the transition time moves only when the
-    status changes. Other conditions are kept as they are, in order."""
-    merged: list[dict[str, Any]] = []
-    replaced = False
-    for cond in conditions or []:
-        if cond.get("type") != new["type"]:
-            merged.append(cond)
-            continue
-        same = cond.get("status") == new["status"] and cond.get("lastTransitionTime")
-        merged.append({**new, "lastTransitionTime": cond["lastTransitionTime"] if same else now})
-        replaced = True
-    if not replaced:
-        merged.append({**new, "lastTransitionTime": now})
-    return merged
-
-
-def put_condition(
-    conditions: list[dict[str, Any]] | None, cond: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    """`conditions` with `cond` (if any) in place of the condition of its type, as it is."""
-    current = list(conditions or [])
-    if cond is None:
-        return current
-    if condition_of(current, cond["type"]) is None:
-        return [*current, cond]
-    return [cond if c.get("type") == cond["type"] else c for c in current]
-
-
-def condition_of(conditions: list[dict[str, Any]] | None, kind: str) -> dict[str, Any] | None:
-    """The condition of one type, if present."""
-    return next((c for c in conditions or [] if c.get("type") == kind), None)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore")
 
     namespaces: str = Field(
-        default="", description="Comma-separated namespaces to serve; empty serves all namespaces."
+        default="",
+        description="Comma-separated namespaces to serve, or globs such as op-* (Kopf's namespace"
+        " patterns; they need the cluster-wide rights); empty serves all namespaces.",
     )
     liveness_endpoint: str = Field(
         default="http://0.0.0.0:8080/healthz",
@@ -95,6 +97,12 @@ class OperatorSettings(BaseSettings):
         description="Most GET /drift reads in flight at once per namespace: one tenant's slow"
         " runtimes wait for each other, not for everyone.",
     )
+    drift_reads_max: int = Field(
+        default=64,
+        ge=1,
+        description="Most GET /drift reads in flight at once in the whole operator (one poller"
+        " reads every ModelService, each every drift_poll_interval_s ±10 %).",
+    )
     triggers_per_namespace: int = Field(
         default=1, ge=1, description="Most retrain triggers in flight at once per namespace."
     )
@@ -148,8 +156,12 @@ class OperatorSettings(BaseSettings):
             return ""
 
     def namespace_list(self) -> list[str]:
-        """The namespaces to serve, or [] for all of them."""
+        """The namespaces (or namespace globs) to serve, or [] for all of them."""
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+    def namespace_globs(self) -> bool:
+        """Whether a served namespace is a glob (Kopf then watches each matching namespace)."""
+        return any(set(ns) & set("*?[!") for ns in self.namespace_list())
 
 
 def settings_table() -> str:

@@ -9,9 +9,9 @@ looks Ready while its pods are pending, crash-looping or rolling out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from aiops_operator import conditions
 from aiops_operator.manifests import INPUTS_ANNOTATION
 
 READY = "Ready"
@@ -34,11 +34,6 @@ class Problem:
     reason: str
     message: str
     blocking: bool = True
-
-
-def now_rfc3339() -> str:
-    """Current UTC time as metav1.Time (second precision, Z suffix)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> dict:
@@ -191,19 +186,9 @@ def derive_conditions(
 
 
 def merge_conditions(previous: list[dict] | None, new: list[dict], now: str) -> list[dict]:
-    """Replace our condition types, keep others (e.g. DriftDetected); the transition time only
-    moves when a condition's status changes."""
-    by_type = {c.get("type"): c for c in previous or []}
-    merged = []
-    for cond in new:
-        old = by_type.get(cond["type"])
-        stamp = (
-            old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else None
-        )
-        merged.append({**cond, "lastTransitionTime": stamp or now})
-    ours = {c["type"] for c in new}
-    merged.extend(c for c in previous or [] if c.get("type") not in ours)
-    if not any(c.get("type") == DRIFT_DETECTED for c in merged):
+    """Replace our condition types, keep others (e.g. DriftDetected), which starts Unknown."""
+    merged = conditions.merge(previous, new, now)
+    if conditions.find(merged, DRIFT_DETECTED) is None:
         merged.append(
             {
                 "type": DRIFT_DETECTED,

@@ -19,6 +19,8 @@ from tests.operator.operator_helpers import (
     rbac_denials,
 )
 
+NAMESPACE_PREFIX = "op-"  # of every namespace the session's operator serves
+
 
 @pytest.fixture(scope="session")
 def modelservice_crd(cluster: Any) -> None:
@@ -39,10 +41,13 @@ def modelservice_crd(cluster: Any) -> None:
 def operator_process(
     cluster: Any, modelservice_crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """`aiops-operator run` under a ServiceAccount bound to exactly rbac.py's rules."""
+    """`aiops-operator run` under a ServiceAccount bound to exactly rbac.py's rules, serving only
+    this folder's namespaces (`op-*`, the `kube` fixture's): other test areas' ModelServices on
+    the shared cluster are not its business."""
     kubeconfig = install_operator_identity(cluster)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(kubeconfig=kubeconfig, log_path=log, env=cluster.env)
+    env = {**cluster.env, "AIOPS_OPERATOR_NAMESPACES": f"{NAMESPACE_PREFIX}*"}
+    operator = OperatorProcess(kubeconfig=kubeconfig, log_path=log, env=env)
     operator.start()
     try:
         yield operator
@@ -55,7 +60,7 @@ def operator_process(
 @pytest.fixture
 def kube(cluster: Any, modelservice_crd: None) -> Iterator[Kube]:
     """A fresh namespace enforcing Pod Security `restricted`; deleted afterwards."""
-    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    namespace = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl(
         "label", "namespace", namespace,

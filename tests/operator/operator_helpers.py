@@ -80,11 +80,14 @@ class OperatorProcess:
     log_path: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> None:
         """Start the operator and wait until its liveness endpoint answers."""
         env = {
+            # A port of its own unless the test names one: 8081 may be another operator's.
+            "AIOPS_OPERATOR_METRICS_PORT": str(self.metrics_port),
             **self.env,
             "KUBECONFIG": str(self.kubeconfig),
             "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",

@@ -13,8 +13,6 @@ from aiops_operator.reactions import (
     drift_status,
     is_new_drift_event,
     plan_reaction,
-    put_condition,
-    set_condition,
 )
 from aiops_operator.spec import parse_duration
 
@@ -172,21 +170,6 @@ def test_drift_disabled_in_the_runtime_is_unknown_with_its_reason() -> None:
     )
 
 
-def test_set_condition_keeps_other_conditions_and_moves_time_only_on_change() -> None:
-    ready = {"type": "Ready", "status": "True", "reason": "ReplicasReady", "message": ""}
-    old = {"type": "DriftDetected", "status": "False", "reason": "NoDrift", "message": "a",
-           "lastTransitionTime": T0}  # fmt: skip
-    same = drift_condition(reading(last_p_value=0.3), None, 1)
-    merged = set_condition([ready, old], same, "later")
-    assert merged[0] == ready
-    assert merged[1]["lastTransitionTime"] == T0
-    assert merged[1]["message"] == same["message"]
-    flipped = set_condition(merged, drift_condition(reading(drift=True), None, 1), "later")
-    assert flipped[1]["status"] == "True"
-    assert flipped[1]["lastTransitionTime"] == "later"
-    assert set_condition(None, same, "now") == [{**same, "lastTransitionTime": "now"}]
-
-
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5), ("1.5h", 5400)],
@@ -230,12 +213,3 @@ def test_retrain_triggers_once_per_cooldown() -> None:
 def test_backoff_doubles_up_to_its_cap() -> None:
     delays = [backoff_s(n, 2.0, 60.0) for n in range(7)]
     assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
-
-
-def test_put_condition_restores_the_loops_own_condition_verbatim() -> None:
-    ready = {"type": "Ready", "status": "True"}
-    stale = {"type": "DriftDetected", "status": "False", "lastTransitionTime": T0}
-    ours = {"type": "DriftDetected", "status": "True", "lastTransitionTime": T1}
-    assert put_condition([ready, stale], ours) == [ready, ours]
-    assert put_condition([ready], ours) == [ready, ours]
-    assert put_condition([ready, stale], None) == [ready, stale]

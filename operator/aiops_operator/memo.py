@@ -1,0 +1,34 @@
+"""The operator memo: everything the handlers share, handed to each of them by Kopf.
+
+`kopf.run(memo=Operator.create(settings))` makes this the operator's memo; Kopf passes it to
+startup and cleanup handlers as `memo`, and a shallow copy of it to the handlers of each object
+(Kopf's docs/memos.rst), so every part is a shared object and the memo itself is frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiops_operator.drift_poller import DriftPoller
+from aiops_operator.settings import OperatorSettings
+from aiops_operator.state import State
+from aiops_operator.status_writer import StatusWriter
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Settings, knowledge, the status writer, the drift poller and the metrics server."""
+
+    settings: OperatorSettings
+    state: State
+    status: StatusWriter
+    drift: DriftPoller
+    metrics_server: Any = None  # started before Kopf runs (cli.py), stopped at cleanup
+
+    @classmethod
+    def create(cls, settings: OperatorSettings, metrics_server: Any = None) -> Operator:
+        """A memo with empty knowledge for these settings."""
+        state = State()
+        writer = StatusWriter(state, settings)
+        return cls(settings, state, writer, DriftPoller(settings, state, writer), metrics_server)

@@ -1,0 +1,160 @@
+"""The one drift poller: its targets, its jittered schedule, its bounds, and no finalizer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import kopf
+
+from aiops_operator import drift_poller, handlers
+from aiops_operator.drift_poller import DriftPoller, Target
+from aiops_operator.memo import Operator
+from aiops_operator.settings import OperatorSettings
+
+
+def poller(**settings: Any) -> DriftPoller:
+    memo = Operator.create(OperatorSettings(**settings))
+    memo.drift._rng = random.Random(7)
+    return memo.drift
+
+
+def test_no_handler_of_the_operator_needs_a_finalizer() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+    drift_poller.register(registry)
+    resource_handlers = [
+        *registry._changing.get_all_handlers(),
+        *registry._spawning.get_all_handlers(),
+    ]
+    assert resource_handlers, "no handlers were registered"
+    assert not [h.id for h in resource_handlers if h.requires_finalizer]
+    assert not registry._spawning.get_all_handlers(), "a timer or daemon per object is back"
+
+
+def test_intervals_are_jittered_within_ten_percent() -> None:
+    drift = poller(drift_poll_interval_s=30)
+    intervals = [drift.interval() for _ in range(200)]
+    assert all(27.0 <= i <= 33.0 for i in intervals)
+    assert max(intervals) - min(intervals) > 3.0, "not spread over the ±10 %"
+
+
+def test_a_new_modelservice_is_read_within_two_seconds_and_an_update_keeps_its_schedule() -> None:
+    drift = poller(drift_poll_interval_s=30)
+    drift.track(("ns", "a"), "uid-1", 1, {}, now=100.0)
+    first = drift.targets[("ns", "a")]
+    assert 100.0 < first.due <= 102.2
+    first.due = 130.0
+    drift.track(("ns", "a"), "uid-1", 2, {"drift": {"action": "none"}}, now=101.0)
+    assert drift.targets[("ns", "a")] is first
+    assert (first.generation, first.spec, first.due) == (2, {"drift": {"action": "none"}}, 130.0)
+    drift.track(("ns", "a"), "uid-2", 1, {}, now=140.0)  # deleted and created again
+    assert drift.targets[("ns", "a")].due < 142.2
+    drift.forget(("ns", "a"))
+    assert drift.targets == {}
+
+
+def _targets(drift: DriftPoller, per_namespace: dict[str, int], due: float = 0.0) -> None:
+    for namespace, count in per_namespace.items():
+        for i in range(count):
+            key = (namespace, f"ms-{i}")
+            drift.targets[key] = Target(key, f"uid-{namespace}-{i}", 1, {}, due)
+
+
+def test_due_targets_respect_the_global_and_the_per_namespace_bounds() -> None:
+    drift = poller(drift_reads_max=5, drift_reads_per_namespace=2)
+    _targets(drift, {"greedy": 10, "quiet": 1, "other": 3})
+    picked = drift.due(now=1.0)
+    by_namespace = {ns: sum(t.key[0] == ns for t in picked) for ns in ("greedy", "quiet", "other")}
+    assert len(picked) == 5
+    assert by_namespace["greedy"] <= 2
+    assert by_namespace["quiet"] == 1
+    assert by_namespace["other"] <= 2
+
+
+def test_targets_not_due_or_busy_are_not_picked() -> None:
+    drift = poller()
+    _targets(drift, {"ns": 3}, due=10.0)
+    drift.targets[("ns", "ms-0")].due = 0.0
+    drift.targets[("ns", "ms-1")].due = 0.0
+    drift.targets[("ns", "ms-1")].busy = True
+    assert [t.key for t in drift.due(now=5.0)] == [("ns", "ms-0")]
+
+
+def test_the_loop_ticks_every_target_with_at_most_drift_reads_max_in_flight() -> None:
+    drift = poller(drift_reads_max=3, drift_reads_per_namespace=100, drift_poll_interval_s=60)
+    in_flight, peak, ticked = [0], [0], set()
+
+    async def tick(target: Target) -> None:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.01)
+        ticked.add(target.key)
+        in_flight[0] -= 1
+
+    async def scenario() -> None:
+        drift.tick = tick  # type: ignore[method-assign]
+        await drift.start()
+        now = asyncio.get_running_loop().time()
+        _targets(drift, {"a": 10, "b": 10}, due=now)
+        drift._wakeup()
+        try:
+            for _ in range(200):
+                if len(ticked) == 20:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await drift.stop()
+
+    asyncio.run(scenario())
+    assert len(ticked) == 20
+    assert peak[0] == 3
+    assert all(t.due > 50 for t in drift.targets.values()), "not rescheduled an interval later"
+
+
+def test_a_failing_tick_does_not_stop_the_loop() -> None:
+    drift = poller(drift_poll_interval_s=0.05)
+    ticks = [0]
+
+    async def tick(target: Target) -> None:
+        ticks[0] += 1
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        drift.tick = tick  # type: ignore[method-assign]
+        await drift.start()
+        _targets(drift, {"ns": 1}, due=asyncio.get_running_loop().time())
+        drift._wakeup()
+        try:
+            await asyncio.sleep(0.5)
+        finally:
+            await drift.stop()
+
+    asyncio.run(scenario())
+    assert ticks[0] >= 3
+
+
+def test_deleting_or_deleted_modelservices_are_no_longer_read() -> None:
+    memo = Operator.create(OperatorSettings())
+    meta: dict[str, Any] = {"name": "a", "namespace": "ns", "uid": "u", "generation": 1}
+    body = kopf.Body({"metadata": meta, "spec": {}})
+
+    async def event(type: str, body: kopf.Body) -> None:
+        await drift_poller.track_modelservice(
+            type=type, body=body, namespace="ns", name="a", memo=memo
+        )
+
+    async def scenario() -> list[int]:
+        seen = []
+        await event("ADDED", body)
+        seen.append(len(memo.drift.targets))
+        deleting = kopf.Body({"metadata": {**meta, "deletionTimestamp": "now"}, "spec": {}})
+        await event("MODIFIED", deleting)
+        seen.append(len(memo.drift.targets))
+        await event("MODIFIED", body)
+        await event("DELETED", body)
+        seen.append(len(memo.drift.targets))
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 0, 0]
