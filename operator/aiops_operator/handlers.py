@@ -162,11 +162,17 @@ async def remember_modelservice(
         memo.status.forget(key)
         operator_metrics.forget(*key)
         return
+    known = memo.state.modelservices.get(key)
+    uid = body.metadata.uid
+    # The status is ours alone (status_writer), and the cache holds what was last written. A watch
+    # event may still carry the status of a write before the last one: taking it would make the
+    # next merge write stale conditions back (a Ready reverted and never re-derived).
+    status = known["status"] if known and known["uid"] == uid else dict(body.get("status") or {})
     facts = {
-        "uid": body.metadata.uid,
+        "uid": uid,
         "generation": body.metadata.get("generation", 1),
         "deleting": body.metadata.get("deletionTimestamp") is not None,
-        "status": dict(body.get("status") or {}),
+        "status": status,
     }
     memo.state.modelservices[key] = facts
     if not facts["deleting"] and not _applied(memo, key, facts["uid"], facts["generation"]):
@@ -222,7 +228,13 @@ async def reconcile(
     key = (namespace, name)
     generation = int(meta.get("generation", 1))
     memo.state.modelservices.setdefault(
-        key, {"uid": uid, "generation": generation, "deleting": False, "status": {}}
+        key,
+        {
+            "uid": uid,
+            "generation": generation,
+            "deleting": False,
+            "status": dict(body.get("status") or {}),
+        },
     )
     if _applied(memo, key, uid, generation):  # at first sight, by remember_modelservice
         await memo.status.publish(key)

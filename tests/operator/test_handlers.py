@@ -1,9 +1,18 @@
-"""handlers.py without a cluster: Kopf's connection pool for the served namespaces."""
+"""handlers.py without a cluster: Kopf's connection pool, the ModelService status cache."""
 
 from __future__ import annotations
 
-from aiops_operator.handlers import kopf_connection_limit
+import asyncio
+from typing import Any
+
+import kopf
+
+from aiops_operator.handlers import kopf_connection_limit, remember_modelservice
+from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
+from aiops_operator.state import Outcome
+
+KEY = ("ns", "a")
 
 
 def test_kopfs_pool_has_streams_per_served_namespace_plus_the_request_connections() -> None:
@@ -17,3 +26,29 @@ def test_kopfs_pool_is_unbounded_for_namespace_globs() -> None:
     assert kopf_connection_limit(OperatorSettings(namespaces="op-*")) == 0
     assert kopf_connection_limit(OperatorSettings(namespaces="a, team-?")) == 0
     assert OperatorSettings(namespaces="a,b").namespace_globs() is False
+
+
+def test_a_late_watch_event_does_not_bring_back_a_status_the_operator_already_replaced() -> None:
+    """Watch events may trail our writes: the event of write 1 arriving after write 2 must not
+    make the cache (which the next merge starts from) hold write 1's conditions again."""
+    memo = Operator.create(OperatorSettings())
+    memo.state.outcomes[KEY] = Outcome(1, "u1", applied=True)  # no first-sight apply
+
+    def event(uid: str, status: dict[str, Any]) -> None:
+        meta = {"name": KEY[1], "namespace": KEY[0], "uid": uid, "generation": 1}
+        body = kopf.Body({"metadata": meta, "spec": {}, "status": status})
+        asyncio.run(
+            remember_modelservice(
+                type="MODIFIED", body=body, namespace=KEY[0], name=KEY[1], memo=memo
+            )
+        )
+
+    stale = {"conditions": [{"type": "Ready", "status": "False"}]}
+    event("u1", stale)
+    assert memo.state.modelservices[KEY]["status"] == stale  # first sight: the server's status
+    written = {"conditions": [{"type": "Ready", "status": "True"}]}
+    memo.state.modelservices[KEY]["status"] = written  # what StatusWriter._patch records
+    event("u1", stale)
+    assert memo.state.modelservices[KEY]["status"] == written
+    event("u2", stale)  # deleted and created again under the same name: a new object
+    assert memo.state.modelservices[KEY]["status"] == stale
