@@ -6,11 +6,12 @@ Used by the GitLab CI job `retrain-model`:
     .ci/retrain/upload-artifacts.py --manifest retrained/manifest.json \\
         --url "$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/generic/<package>/<version>"
 
-PUTs the model, the reference and the manifest named by the manifest (GitLab's generic package
-API, authenticated by the header `JOB-TOKEN: $CI_JOB_TOKEN`), checks each file's sha256 against
-the manifest first, and prints the base URL on its last line. Exit status 0, or 1 when an
-upload is refused or a digest does not match. A package version is immutable by convention: the
-job names it after the model's digest, so a retry uploads the same bytes to the same place.
+PUTs the model, the reference, the calibration (when training wrote one) and the manifest
+named by the manifest (GitLab's generic package API, authenticated by the header
+`JOB-TOKEN: $CI_JOB_TOKEN`), checks each file's sha256 against the manifest first, and prints
+the base URL on its last line. Exit status 0, or 1 when an upload is refused or a digest does
+not match. A package version is immutable by convention: the job names it after the model's
+digest, so a retry uploads the same bytes to the same place.
 Standard library only: it runs in the runtime image.
 """
 
@@ -27,10 +28,13 @@ from pathlib import Path
 
 
 def files_of(manifest_path: Path) -> list[Path]:
-    """The model, the reference (both checked against their digests) and the manifest."""
+    """The model, the reference, the calibration when training wrote one (each checked against
+    its digest) and the manifest."""
     manifest = json.loads(manifest_path.read_text())
     files = []
-    for kind in ("model", "reference"):
+    for kind in ("model", "reference", "calibration"):
+        if kind == "calibration" and kind not in manifest:
+            continue
         path = manifest_path.parent / manifest[kind]["file"]
         digest, pinned = hashlib.sha256(path.read_bytes()).hexdigest(), manifest[kind]["sha256"]
         if digest != pinned:

@@ -113,9 +113,19 @@ class Stack:
                                       "jsonpath={range .items[*]}{.metadata.name} "
                                       "{.status.conditions}{'\\n'}{end}", check=False)  # fmt: skip
         lines.append(f"--- ModelServices\n{models.stdout}{models.stderr}")
+        children = self.cluster.kubectl("-n", NAMESPACE, "get", "deployments,replicasets,pods",
+                                        "-o", "wide", check=False)  # fmt: skip
+        lines.append(f"--- children\n{children.stdout}{children.stderr}")
+        rollout = self.cluster.kubectl("-n", NAMESPACE, "get", "deployments", "-o",
+                                       "jsonpath={range .items[*]}{.metadata.name} "
+                                       "{.metadata.generation} {.status}{'\\n'}{end}",
+                                       check=False)  # fmt: skip
+        lines.append(f"--- Deployment status\n{rollout.stdout}{rollout.stderr}")
         operator = self.cluster.kubectl("-n", "aiops-system", "logs", "deploy/aiops-operator",
-                                        "--tail", "30", check=False)  # fmt: skip
-        lines.append(f"--- operator\n{operator.stdout[-3000:]}{operator.stderr}")
+                                        "--tail", "400", check=False)  # fmt: skip
+        # The liveness probe's access lines would fill the tail; keep what the operator says.
+        said = [line for line in operator.stdout.splitlines() if "GET /healthz" not in line]
+        lines.append("--- operator\n" + "\n".join(said[-40:])[-6000:] + operator.stderr)
         return "\n".join(lines)
 
 
