@@ -173,33 +173,42 @@ class LeaderElector:
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.wait_for(self.try_once(), timeout=self.retry_s * 2)
+            return await asyncio.wait_for(self.try_once(), timeout=self.retry_s)
         except (KubeApiError, aiohttp.ClientError, TimeoutError, OSError) as err:
-            log.warning("leader lease not read or written: %s", err)
+            log.warning("leader lease not read or written: %s", err or type(err).__name__)
             return False
 
+    def _until_expiry(self) -> float:
+        """Seconds until the Lease another replica holds expires as we observed it (0: now)."""
+        observed = self._observed
+        if observed is None:
+            return 0.0
+        duration = float(observed.spec.get("leaseDurationSeconds") or 0)
+        return max(0.0, observed.seen_at + duration - time.monotonic())
+
     async def acquire(self) -> None:
-        """Return once this replica holds the Lease, trying every retry period."""
+        """Return once this replica holds the Lease: try every retry period, and at the moment
+        the holder's Lease expires (a takeover then waits for no retry tick)."""
         while True:
             if await self._attempt():
                 return
-            await asyncio.sleep(self.retry_s)
+            await asyncio.sleep(max(0.05, min(self.retry_s, self._until_expiry())))
 
     async def hold(self) -> None:
-        """Renew every retry period; return as soon as the Lease is lost (held by another, or
-        not renewed within the renew deadline)."""
+        """Renew every retry period; return as soon as the Lease is lost: held by another, or
+        the next try could not end within the renew deadline. Each try lasts at most one retry
+        period, so the leader gives up before lease duration - retry period has passed since
+        its last renewal, while a standby waits the whole duration from when it saw it."""
         while True:
             await asyncio.sleep(self.retry_s)
             if await self._attempt():
                 continue
-            observed = self._observed
-            if observed is not None and observed.spec.get("holderIdentity") != self.identity:
-                log.error(
-                    "leader lease lost to %s", observed.spec.get("holderIdentity") or "nobody"
-                )
+            holder = (self._observed.spec if self._observed else {}).get("holderIdentity")
+            if self._observed is not None and holder != self.identity:
+                log.error("leader lease lost to %s", holder or "nobody")
                 return
-            if time.monotonic() - self._renewed_at >= self.renew_deadline_s:
-                log.error("leader lease not renewed within %.0f s", self.renew_deadline_s)
+            if time.monotonic() + self.retry_s >= self._renewed_at + self.renew_deadline_s:
+                log.error("leader lease not renewable within %g s", self.renew_deadline_s)
                 return
 
     async def release(self) -> None:

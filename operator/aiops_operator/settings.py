@@ -160,13 +160,13 @@ class OperatorSettings(BaseSettings):
         description="Namespace of that Lease; empty: the operator's own (operator_namespace).",
     )
     leader_election_lease_duration_s: float = Field(
-        default=15.0,
+        default=12.0,
         ge=1,
         description="Seconds a standby waits, after it last saw the Lease change, before it takes"
         " the Lease.",
     )
     leader_election_renew_deadline_s: float = Field(
-        default=10.0,
+        default=8.0,
         gt=0,
         description="Seconds the leader may fail to renew before it exits (less than the lease"
         " duration).",

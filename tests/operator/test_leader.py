@@ -171,7 +171,8 @@ def test_hold_returns_when_renewals_fail_past_the_renew_deadline():
         await asyncio.wait_for(leader.hold(), timeout=2)
         return loop.time() - start
 
-    assert 0.2 <= asyncio.run(cut_off()) < 1.0
+    # It gives up one retry period (0.05 s) before the renew deadline (0.2 s) could pass.
+    assert 0.1 <= asyncio.run(cut_off()) < 0.5
 
 
 def test_release_lets_a_standby_take_over_at_once():
