@@ -179,10 +179,11 @@ class LeaderElector:
             return False
 
     def _until_expiry(self) -> float:
-        """Seconds until the Lease another replica holds expires as we observed it (0: now)."""
+        """Seconds until the Lease another replica holds expires as we observed it (0: now);
+        one retry period when there is none to observe (absent, or unreadable)."""
         observed = self._observed
         if observed is None:
-            return 0.0
+            return self.retry_s
         duration = float(observed.spec.get("leaseDurationSeconds") or 0)
         return max(0.0, observed.seen_at + duration - time.monotonic())
 

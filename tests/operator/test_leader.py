@@ -8,8 +8,18 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from aiops_operator.kube import KubeApiError
-from aiops_operator.leader import LeaderElector, Move, Observed, decide, lease_spec, released_spec
+from aiops_operator.leader import (
+    LeaderElector,
+    Move,
+    Observed,
+    decide,
+    lease_spec,
+    released_spec,
+    run_elected,
+)
 
 NOW = datetime(2026, 12, 2, 18, 0, 0, 123456, tzinfo=UTC)
 
@@ -185,3 +195,50 @@ def test_release_lets_a_standby_take_over_at_once():
         return await standby.try_once()
 
     assert asyncio.run(hand_over())
+
+
+class ScriptedElector:
+    """An elector that leads at once and loses the Lease after `lose_after` seconds (or never)."""
+
+    def __init__(self, lose_after: float | None) -> None:
+        self.lose_after = lose_after
+        self.identity = "me"
+        self.client = FakeLeases()
+        self.released = False
+
+    async def acquire(self) -> None:
+        return None
+
+    async def hold(self) -> None:
+        await asyncio.sleep(self.lose_after if self.lose_after is not None else 3600)
+
+    async def release(self) -> None:
+        self.released = True
+
+
+def test_losing_the_lease_ends_the_process_at_once(monkeypatch: Any) -> None:
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr("aiops_operator.leader.os._exit", exit_now)
+    operating: list[str] = []
+
+    async def operate() -> None:
+        operating.append("started")
+        await asyncio.sleep(3600)
+
+    elector = ScriptedElector(lose_after=0.05)
+    with pytest.raises(SystemExit) as ended:
+        asyncio.run(run_elected(elector, operate, ""))  # type: ignore[arg-type]
+    assert ended.value.code == 1
+    assert operating == ["started"]
+    assert not elector.released
+
+
+def test_an_operator_ending_cleanly_releases_the_lease() -> None:
+    async def operate() -> None:
+        await asyncio.sleep(0.05)
+
+    elector = ScriptedElector(lose_after=None)
+    assert asyncio.run(run_elected(elector, operate, "")) == 0  # type: ignore[arg-type]
+    assert elector.released
