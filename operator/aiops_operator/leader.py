@@ -259,8 +259,9 @@ async def run_elected(
     await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
     if holding.done():
         log.error("no longer the leader: exiting so that this replica restarts as a standby")
-        logging.shutdown()
-        os._exit(1)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)  # not SystemExit: no cleanup handler, no last patch runs
     holding.cancel()
     await elector.release()
     await elector.client.close()
