@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import socket
 import sys
 import urllib.parse
+import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiops_operator.settings import OperatorSettings
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,8 +49,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     memo = Operator.create(config, metrics_server)
     namespaces = config.namespace_list()
-    # Standalone: no peering objects to install or permit, so run one replica at a time.
-    kopf.run(
+    # Standalone: no Kopf peering (it pauses peers or warns, it does not elect); with leader
+    # election on, only the replica holding the Lease runs Kopf at all.
+    options: dict[str, Any] = dict(
         registry=registry,
         memo=memo,
         standalone=True,
@@ -52,7 +59,34 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=namespaces,
         liveness_endpoint=config.liveness_endpoint or None,
     )
-    return 0
+    if not config.leader_election:
+        kopf.run(**options)
+        return 0
+    return asyncio.run(_run_elected(config, options))
+
+
+async def _run_elected(config: OperatorSettings, options: dict[str, Any]) -> int:
+    import kopf
+
+    from aiops_operator.kube import KubeClient
+    from aiops_operator.leader import LeaderElector, run_elected
+
+    namespace = config.leader_election_namespace or config.operator_namespace
+    if not namespace:
+        return _refuse(
+            "leader election needs the Lease's namespace:"
+            " set AIOPS_OPERATOR_LEADER_ELECTION_NAMESPACE (or AIOPS_OPERATOR_OPERATOR_NAMESPACE)"
+        )
+    elector = LeaderElector(
+        KubeClient(timeout_s=config.request_timeout_s, max_connections=2),
+        namespace=namespace,
+        name=config.leader_election_lease_name,
+        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        duration_s=config.leader_election_lease_duration_s,
+        renew_deadline_s=config.leader_election_renew_deadline_s,
+        retry_s=config.leader_election_retry_period_s,
+    )
+    return await run_elected(elector, lambda: kopf.operator(**options), config.liveness_endpoint)
 
 
 def _refuse(message: str) -> int:

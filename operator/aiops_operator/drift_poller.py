@@ -403,8 +403,21 @@ class DriftPoller:
             self._cooldown_skip(target, reaction)
         if reaction.retrain and drift is not None:
             memory.last_retrain = now
+            if not await self._claim_retrain(target, now):
+                return
             outcome = await self._retrain(key, drift, reading)
             await self._record_retrain(target, outcome, now)
+
+    async def _claim_retrain(self, target: Target, now: datetime) -> bool:
+        """Write lastRetrainTime before triggering: an operator killed after the trigger leaves
+        the cooldown in the object, where the next leader reads it (never a second trigger)."""
+        claim = {"drift": {"lastRetrainTime": rfc3339(now)}}
+        try:
+            return await self.writer.change(target.key, target.uid, lambda _c: claim) is not None
+        except (KubeApiError, aiohttp.ClientError, TimeoutError) as err:
+            log.warning("retrain not triggered: its time not recorded (%s)", type(err).__name__,
+                        extra=_ref(target.key))  # fmt: skip
+            return False
 
     def _last_retrain(self, target: Target) -> datetime | None:
         ms = self.state.modelservices.get(target.key) or {}

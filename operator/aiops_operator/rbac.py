@@ -118,6 +118,27 @@ def trigger_reader_rules(secret_name: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def lease_rules(lease_name: str) -> list[dict[str, Any]]:
+    """Leader election (settings.leaderElection): `get`/`update` of the one Lease by name, and
+    `create` of Leases (the API server cannot check a name a create has not sent yet). A Role in
+    the operator's own namespace grants them: no other namespace, no other Lease to update."""
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+         "resourceNames": [lease_name]},
+    ]  # fmt: skip
+
+
+def lease_role(name: str, namespace: str, lease_name: str) -> dict[str, Any]:
+    """The Role of lease_rules in `namespace` (used by tests; the chart renders its own)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": lease_rules(lease_name),
+    }
+
+
 def render_rules() -> str:
     """Both lists as YAML, one commented rule after another (charts/.../rbac-rules.yaml)."""
     out = [

@@ -146,6 +146,37 @@ class OperatorSettings(BaseSettings):
         description="Port of the operator's Prometheus /metrics; 0 disables it.",
     )
 
+    leader_election: bool = Field(
+        default=False,
+        description="Act only while holding the leader Lease, so replicas run as one leader and"
+        " standbys (the chart turns it on); off, the process acts at once (a local run).",
+    )
+    leader_election_lease_name: str = Field(
+        default="aiops-operator",
+        description="Name of the coordination.k8s.io Lease the replicas elect their leader on.",
+    )
+    leader_election_namespace: str = Field(
+        default="",
+        description="Namespace of that Lease; empty: the operator's own (operator_namespace).",
+    )
+    leader_election_lease_duration_s: float = Field(
+        default=12.0,
+        ge=1,
+        description="Seconds a standby waits, after it last saw the Lease change, before it takes"
+        " the Lease.",
+    )
+    leader_election_renew_deadline_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="Seconds the leader may fail to renew before it exits (less than the lease"
+        " duration).",
+    )
+    leader_election_retry_period_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between two renewals by the leader, or two tries by a standby.",
+    )
+
     def own_namespace(self) -> str:
         """operator_namespace, else the pod's namespace from its service account mount."""
         if self.operator_namespace:

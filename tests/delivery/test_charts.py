@@ -39,6 +39,9 @@ from tests.helpers import pinned_tool
 
 Render = Callable[..., list[dict[str, Any]]]
 CRD_FILE = "modelservices.aiops-quality.io.yaml"
+# Chart values that differ from the operator's own defaults, on purpose: a local run acts at once,
+# the chart's replicas elect a leader.
+CHART_OVERRIDES = {"leader_election": True}
 DASHBOARD = MONITORING_CHART / "files" / "dashboards" / "aiops-quality.json"
 
 
@@ -89,7 +92,8 @@ def test_operator_chart_ships_the_generated_crd() -> None:
 def test_operator_chart_has_a_value_with_the_operators_default_for_every_setting() -> None:
     values = yaml.safe_load((OPERATOR_CHART / "values.yaml").read_text())
     expected = {
-        _camel(name): field.default for name, field in OperatorSettings.model_fields.items()
+        _camel(name): CHART_OVERRIDES.get(name, field.default)
+        for name, field in OperatorSettings.model_fields.items()
     }
     assert values["settings"] == expected
 
@@ -101,7 +105,7 @@ def test_every_operator_setting_reaches_the_container_environment(render: Render
         assert key in env, f"{key} is not rendered"
         # The operator parses what the chart renders back to its own default.
         parsed = OperatorSettings(**{name: env[key]})
-        assert getattr(parsed, name) == field.default
+        assert getattr(parsed, name) == CHART_OVERRIDES.get(name, field.default)
 
 
 def test_a_changed_setting_is_rendered_and_a_null_one_left_out(render: Render) -> None:
@@ -117,11 +121,13 @@ def test_a_changed_setting_is_rendered_and_a_null_one_left_out(render: Render) -
     assert f"{ENV_PREFIX}VERBOSE" not in env
 
 
-def test_operator_pod_is_restricted_single_and_probed_on_kopf_liveness(render: Render) -> None:
+def test_operator_pod_is_restricted_two_replicas_and_probed_on_kopf_liveness(
+    render: Render,
+) -> None:
     docs = render(OPERATOR_CHART)
     (deployment,) = _by_kind(docs, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
+    assert spec["replicas"] == 2
     assert spec["strategy"]["type"] == "Recreate"
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -141,6 +147,7 @@ def test_operator_pod_is_restricted_single_and_probed_on_kopf_liveness(render: R
         {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"},
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
 
 
 def test_liveness_probe_follows_the_liveness_endpoint_setting(render: Render) -> None:
@@ -166,16 +173,38 @@ def test_cluster_role_rules_are_the_generated_ones(render: Render) -> None:
     assert reader["metadata"]["name"].endswith("-retrain-trigger")
     assert reader["rules"] == trigger_reader_rules("aiops-retrain-trigger")
     assert all("secrets" not in r["resources"] for r in operator["rules"])
-    assert not _by_kind(render(OPERATOR_CHART), "Role")
-    assert not _by_kind(render(OPERATOR_CHART), "RoleBinding")
+    assert not _by_kind(render(OPERATOR_CHART, "--set", "settings.leaderElection=false"), "Role")
     # Serving listed namespaces: cluster-scoped reads only, a Role in each namespace.
     docs = render(OPERATOR_CHART, "--set-string", "settings.namespaces=team-a\\, team-b")
     operator, _ = _by_kind(docs, "ClusterRole")
     assert operator["rules"] == cluster_rules()
-    roles = {r["metadata"]["namespace"]: r["rules"] for r in _by_kind(docs, "Role")}
+    served = [r for r in _by_kind(docs, "Role") if not _leader_election(r)]
+    roles = {r["metadata"]["namespace"]: r["rules"] for r in served}
     assert roles == {"team-a": namespaced_rules(), "team-b": namespaced_rules()}
-    bound = {b["metadata"]["namespace"] for b in _by_kind(docs, "RoleBinding")}
-    assert bound == {"team-a", "team-b"}
+    bindings = [b for b in _by_kind(docs, "RoleBinding") if not _leader_election(b)]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b"}
+
+
+def _leader_election(doc: dict[str, Any]) -> bool:
+    return bool(doc["metadata"]["name"].endswith("-leader-election"))
+
+
+def test_leader_election_may_write_only_its_one_lease_in_the_release_namespace(
+    render: Render,
+) -> None:
+    from aiops_operator.rbac import lease_rules
+
+    docs = render(OPERATOR_CHART, "--set", "settings.leaderElectionLeaseName=ops-lease")
+    (role,) = _by_kind(docs, "Role")
+    (binding,) = _by_kind(docs, "RoleBinding")
+    assert _leader_election(role)
+    assert role["metadata"]["namespace"] == "aiops-system"
+    assert role["rules"] == lease_rules("ops-lease")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    (account,) = _by_kind(docs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "aiops-system"}
+    ]
 
 
 def test_retrain_namespaces_are_opted_in_with_a_role_binding_to_the_trigger_reader(
@@ -185,7 +214,7 @@ def test_retrain_namespaces_are_opted_in_with_a_role_binding_to_the_trigger_read
                   "--set", "settings.retrainSecretName=ci-trigger")  # fmt: skip
     (_, reader) = _by_kind(docs, "ClusterRole")
     assert reader["rules"][0]["resourceNames"] == ["ci-trigger"]
-    bindings = _by_kind(docs, "RoleBinding")
+    bindings = [b for b in _by_kind(docs, "RoleBinding") if not _leader_election(b)]
     assert {b["metadata"]["namespace"] for b in bindings} == {"ml-a", "ml-b"}
     assert {b["roleRef"]["name"] for b in bindings} == {reader["metadata"]["name"]}
 
@@ -490,6 +519,10 @@ def test_operator_chart_validates_server_side(cluster: Any, helm: Path) -> None:
         " (server dry run)",
         "clusterrolebinding.rbac.authorization.k8s.io/aiops-aiops-operator created"
         " (server dry run)",
+        "role.rbac.authorization.k8s.io/aiops-aiops-operator-leader-election created"
+        " (server dry run)",
+        "rolebinding.rbac.authorization.k8s.io/aiops-aiops-operator-leader-election created"
+        " (server dry run)",
         "deployment.apps/aiops-aiops-operator created (server dry run)",
     ]
 
@@ -550,7 +583,8 @@ def test_helm_install_of_the_operator_chart_creates_everything(cluster: Any, hel
         deployment = json.loads(
             cluster.kubectl("-n", namespace, "get", f"deployment/{name}", "-o", "json").stdout
         )
-        assert deployment["status"].get("readyReplicas") == 1
+        # Both ready: the leader serving, the standby standing by (readiness says which).
+        assert deployment["status"].get("readyReplicas") == 2
         status = run(helm, "status", release, "-n", namespace, "-o", "json", env=env).stdout
         assert json.loads(status)["info"]["status"] == "deployed"
     finally:

@@ -101,6 +101,8 @@ def operator_release(
          "--namespace", OPERATOR_NAMESPACE, "--kubeconfig", str(real_cluster.kubeconfig),
          "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set", "image.pullPolicy=Never",
+         # One pod whose log the stories read; it still elects itself on the chart's Lease.
+         "--set", "replicaCount=1",
          # Quick drift reads for the test; the chart's defaults are 30 s and 300 s.
          "--set", "settings.driftPollIntervalS=2", "--set", "settings.driftBackoffMaxS=4",
          # Retrain triggers may go only to the tests' GitLab stand-in (plain http, on the host).

@@ -248,7 +248,8 @@ def test_the_operator_application_syncs_the_chart_into_a_running_operator(
     assert ("Deployment", "Synced") in kinds
     deployment = kubectl_json(stack.cluster, "-n", "aiops-system", "get", "deployment",
                               "aiops-operator")  # fmt: skip
-    assert deployment["status"].get("readyReplicas") == 1
+    # The chart's two replicas: the leader and the standby are both ready.
+    assert deployment["status"].get("readyReplicas") == 2
     namespace = kubectl_json(stack.cluster, "get", "namespace", "aiops-system")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 

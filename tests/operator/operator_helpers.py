@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,60 @@ def printed_columns(table: str) -> dict[str, str]:
     starts = [header.index(n) for n in names]
     ends = [*starts[1:], max(len(row), len(header))]
     return {n: row[s:e].strip() for n, s, e in zip(names, starts, ends, strict=True)}
+
+
+KINDS = ("deployment", "service", "configmap")
+
+
+def docs(names: list[str], threshold: float = 0.05) -> str:
+    """The example ModelService under each name, with this drift threshold, as one YAML stream."""
+    out = []
+    for name in names:
+        doc = example(name)
+        doc["spec"]["drift"]["pValueThreshold"] = threshold
+        out.append(doc)
+    return yaml.safe_dump_all(out)
+
+
+def converged(kube: Kube, expected: dict[str, float]) -> str | None:
+    """None when every ModelService of `expected` (name: threshold) is Ready at its generation
+    with exactly one of each child, owned by it, and nothing else is left; else what is off."""
+    items = json.loads(kube.kubectl("get", "modelservices", "-o", "json").stdout)["items"]
+    live = {ms["metadata"]["name"]: ms for ms in items}
+    if set(live) != set(expected):
+        return f"modelservices {sorted(live)}"
+    for ms in live.values():
+        status = ms.get("status") or {}
+        ready = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Ready")
+        if status.get("observedGeneration") != ms["metadata"]["generation"] or ready != "True":
+            return f"{ms['metadata']['name']} not Ready at its generation"
+    uids = {name: ms["metadata"]["uid"] for name, ms in live.items()}
+    for kind in KINDS:
+        children = kube.list(kind)
+        owners = Counter(c["metadata"]["labels"]["app.kubernetes.io/instance"] for c in children)
+        if set(owners) != set(expected) or any(n != 1 for n in owners.values()):
+            return f"{kind}s per ModelService: {dict(owners)}"
+        for child in children:
+            refs = child["metadata"].get("ownerReferences") or []
+            instance = child["metadata"]["labels"]["app.kubernetes.io/instance"]
+            if [r["uid"] for r in refs] != [uids[instance]]:
+                return f"{kind} {instance} owned by {refs}"
+            if kind == "configmap":
+                threshold = json.loads(child["data"]["drift.json"])["pValueThreshold"]
+                if threshold != expected[instance]:
+                    return f"configmap {instance} threshold {threshold}"
+    return None
+
+
+def wait_converged(kube: Kube, expected: dict[str, Any], what: str, timeout: float = 60) -> None:
+    """Wait until `converged`; fail naming what is still off."""
+    off = [""]
+
+    def done() -> bool:
+        off[0] = converged(kube, expected) or ""
+        return not off[0]
+
+    try:
+        wait_for(what, done, timeout, 1.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still off: {off[0]}") from None

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from aiops_operator import drift_poller, handlers
+from aiops_operator.conditions import rfc3339
+from aiops_operator.drift_client import DriftReading
 from aiops_operator.drift_poller import DriftPoller, Target
+from aiops_operator.kube import KubeApiError
 from aiops_operator.memo import Operator
+from aiops_operator.retrain import TriggerOutcome
 from aiops_operator.settings import OperatorSettings
 
 
@@ -158,3 +163,75 @@ def test_deleting_or_deleted_modelservices_are_no_longer_read() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [1, 0, 0]
+
+
+RETRAIN_SPEC = {
+    "drift": {
+        "action": "retrain",
+        "retrain": {"triggerSecretRef": {"name": "aiops-retrain-trigger", "key": "k"},
+                    "cooldown": "1h"},
+    }
+}  # fmt: skip
+
+
+def _new_leader(status_drift: dict[str, Any]) -> tuple[DriftPoller, Target, list[str]]:
+    """A fresh operator (no memory) whose watch showed the ModelService with this status.drift;
+    the writes and triggers it makes are recorded in order instead of sent."""
+    memo = Operator.create(OperatorSettings())
+    key = ("ns", "a")
+    memo.state.modelservices[key] = {
+        "uid": "u", "generation": 1, "deleting": False, "status": {"drift": status_drift},
+    }  # fmt: skip
+    target = Target(key, "u", 1, RETRAIN_SPEC, due=0.0)
+    drift, calls = memo.drift, []
+
+    async def change(key: Any, uid: str, compute: Any) -> dict[str, Any]:
+        patch = compute({})
+        calls.append(f"write {sorted(patch['drift'])}")
+        return dict(patch)
+
+    async def retrain(*_: Any) -> Any:
+        calls.append("trigger")
+        return TriggerOutcome(ok=True, message="pipeline 1 created")
+
+    drift.writer.change = change  # type: ignore[method-assign]
+    drift._retrain = retrain  # type: ignore[method-assign]
+    drift._post = lambda _fn, _target, **kw: calls.append(f"event {kw['reason']}")  # type: ignore[method-assign]
+    return drift, target, calls
+
+
+def _drift_event(time: str = "2026-12-02T18:00:00Z") -> Any:
+    return DriftReading(enabled=True, threshold=0.05, last_p_value=0.001,
+                                     drift=True, last_drift_time=time)  # fmt: skip
+
+
+def test_a_new_leader_reads_the_retrain_cooldown_from_the_objects_status() -> None:
+    just_now = rfc3339(datetime.now(UTC))
+    drift, target, calls = _new_leader({"lastRetrainTime": just_now})
+    asyncio.run(drift._react(target, _drift_event()))
+    assert "trigger" not in calls
+    assert "event RetrainSkipped" in calls
+
+
+def test_the_retrain_time_is_written_before_the_trigger_is_sent() -> None:
+    drift, target, calls = _new_leader({"lastRetrainTime": "2026-01-01T00:00:00Z"})
+    asyncio.run(drift._react(target, _drift_event()))
+    first_write = calls.index("write ['lastRetrainTime']")
+    assert first_write < calls.index("trigger")
+    assert calls[first_write:] == [
+        "write ['lastRetrainTime']",
+        "trigger",
+        "write ['lastRetrainMessage', 'lastRetrainOutcome', 'lastRetrainTime']",
+        "event RetrainTriggered",
+    ]
+
+
+def test_no_trigger_is_sent_when_its_time_cannot_be_recorded() -> None:
+    drift, target, calls = _new_leader({})
+
+    async def refused(*_: Any) -> None:
+        raise KubeApiError(500, "InternalError", "etcd unavailable")
+
+    drift.writer.change = refused  # type: ignore[method-assign]
+    asyncio.run(drift._react(target, _drift_event()))
+    assert "trigger" not in calls
