@@ -536,6 +536,20 @@ class CalibrationStatus(BaseModel):
     )
 
 
+class DriftReplicasStatus(BaseModel):
+    """How many ready replicas the last poll read, and what they said."""
+
+    model_config = ConfigDict(extra="allow")
+
+    read: int | None = Field(None, description="Ready replicas whose GET /drift answered.")
+    drifting: int | None = Field(
+        None, description="Of those, replicas reporting an active drift event."
+    )
+    unreadable: int | None = Field(
+        None, description="Ready replicas that did not answer (named in DriftDetected)."
+    )
+
+
 class DriftStatus(BaseModel):
     """Drift state: the threshold in force (operator) and the runtime's last check results."""
 
@@ -564,6 +578,9 @@ class DriftStatus(BaseModel):
     )
     calibration: CalibrationStatus | None = Field(
         None, description="The event rule in force: calibrated for the reference, or why not."
+    )
+    replicas: DriftReplicasStatus | None = Field(
+        None, description="The ready replicas read in the last poll; drift when any drifts."
     )
     last_retrain_time: str | None = Field(
         None, alias="lastRetrainTime", description="When the operator last triggered a retrain."
