@@ -574,7 +574,8 @@ class DriftStatus(BaseModel):
     runtime_drift_events: int | None = Field(
         None,
         alias="runtimeDriftEvents",
-        description="The runtime's own drift event counter at the last read (restarts with it).",
+        description="The replicas' own drift event counters at the last read, summed (each"
+        " restarts with its pod).",
     )
     calibration: CalibrationStatus | None = Field(
         None, description="The event rule in force: calibrated for the reference, or why not."
