@@ -5,7 +5,6 @@ that happened to answer, and a replica that stops answering is named, not droppe
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import raw_server
+from tests.fakes import raw_server, send_json
 from tests.helpers import wait_for
 from tests.operator.operator_helpers import Kube, OperatorProcess, example
 
@@ -59,12 +58,7 @@ class Runtimes:
         with self.lock:
             self.reads[pod] += 1
             status, doc = self.answers.get(pod, (200, QUIET))
-        body = json.dumps(doc).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        send_json(h, status, doc)
 
 
 @pytest.fixture
