@@ -228,3 +228,25 @@ def test_a_tick_reads_every_ready_pod_within_the_namespaces_read_slots() -> None
     assert condition["status"] == "True"
     assert "1 of 5 ready replicas unreadable (ms-1)" in condition["message"]
     assert (target.memory.failures, target.memory.next_read) == (0, 0.0), "backed off"
+
+
+def test_a_pattern_naming_no_pod_is_read_once_and_lists_no_pods() -> None:
+    drift = poller(drift_url_pattern="http://127.0.0.1:18702/{namespace}/{name}")
+    pods = PodList(3)
+    drift.state.kube = pods  # type: ignore[assignment]
+    asked: list[Any] = []
+
+    async def read(name: str, namespace: str, pod: Any = None) -> DriftReading:
+        asked.append(pod)
+        return DriftReading(enabled=True, threshold=0.05, last_p_value=0.5, checks=2)
+
+    async def scenario() -> list[Any]:
+        await drift.start()
+        drift.client.read = read  # type: ignore[method-assign, union-attr]
+        try:
+            return [one.reading for one in await drift._read_replicas(drift.client, ("ns", "ms"))]  # type: ignore[arg-type]
+        finally:
+            await drift.stop()
+
+    readings = asyncio.run(scenario())
+    assert (asked, pods.selectors, len(readings)) == ([None], [], 1)
