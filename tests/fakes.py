@@ -44,6 +44,16 @@ class FakeServer:
             return list(self.requests)
 
 
+def send_json(h: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
+    """Answer `status` with `doc` as a JSON body of a known length."""
+    data = json.dumps(doc).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    h.wfile.write(data)
+
+
 def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -55,12 +65,7 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     Recorded(self.command, self.path, dict(self.headers.items()), form)
                 )
                 status, body = fake.status, fake.body
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
         do_GET = _answer
         do_POST = _answer

@@ -1,7 +1,9 @@
 """Reads a runtime's drift state: `GET <base>/drift`, where the base URL comes from a pattern.
 
-The pattern is an operator setting (default `http://{name}.{namespace}.svc:{port}`, the runtime's
-Service), so an operator running on a laptop can point it at a port-forward or a local process.
+The pattern is an operator setting (default `http://{pod_ip}:{port}`: each ready pod of the
+runtime, read one by one), so an operator running on a laptop can point it at `kubectl proxy`'s
+pod proxy (`{pod}`), a port-forward or a local process. A pattern without `{pod}` or `{pod_ip}`
+(the runtime's Service, say) is read once per ModelService: whichever replica answers.
 Every failure becomes a `DriftReadError` with a short kind (unreachable, http, invalid) the
 caller turns into a condition reason; nothing here raises anything else.
 
@@ -28,7 +30,8 @@ from aiops_operator.bounded import (
     strict_json,
 )
 
-PLACEHOLDERS = frozenset({"name", "namespace", "port"})
+PLACEHOLDERS = frozenset({"name", "namespace", "port", "pod", "pod_ip"})
+POD_PLACEHOLDERS = frozenset({"pod", "pod_ip"})
 # The keys of GET /drift (runtime/aiops_runtime/drift.py snapshot()) the operator relies on.
 REQUIRED_KEYS = ("p_value_threshold", "checks", "drift", "drift_events")
 # Longest text taken from a runtime's answer into a condition message.
@@ -55,22 +58,45 @@ class DriftReadError(Exception):
         self.message = message
 
 
+def _fields(pattern: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+
+
 def check_pattern(pattern: str) -> None:
-    """Raise ValueError unless `pattern` is an http(s) URL with only {name}, {namespace}, {port}."""
-    fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
-    unknown = fields - PLACEHOLDERS
+    """Raise ValueError unless `pattern` is an http(s) URL with only the known placeholders."""
+    unknown = _fields(pattern) - PLACEHOLDERS
     if unknown:
         raise ValueError(
             f"drift URL pattern {pattern!r} uses unknown placeholders {sorted(unknown)};"
-            " allowed are {name}, {namespace} and {port}"
+            " allowed are {name}, {namespace}, {port}, {pod} and {pod_ip}"
         )
     if not pattern.startswith(("http://", "https://")):
         raise ValueError(f"drift URL pattern {pattern!r} must start with http:// or https://")
 
 
-def drift_url(pattern: str, name: str, namespace: str, port: int) -> str:
-    """The /drift URL of one ModelService's runtime."""
-    base = pattern.format(name=name, namespace=namespace, port=port)
+def reads_each_pod(pattern: str) -> bool:
+    """Whether `pattern` names one pod ({pod} or {pod_ip}), so each ready pod is read."""
+    return bool(_fields(pattern) & POD_PLACEHOLDERS)
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One ready runtime pod: its name and IP."""
+
+    name: str
+    ip: str = ""
+
+
+def drift_url(pattern: str, name: str, namespace: str, port: int, pod: Pod | None = None) -> str:
+    """The /drift URL of one ModelService's runtime, or of one of its pods."""
+    ip = pod.ip if pod else ""
+    base = pattern.format(
+        name=name,
+        namespace=namespace,
+        port=port,
+        pod=pod.name if pod else "",
+        pod_ip=f"[{ip}]" if ":" in ip else ip,  # an IPv6 address goes in brackets in a URL
+    )
     return base.rstrip("/") + "/drift"
 
 
@@ -231,9 +257,9 @@ class DriftClient:
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
-    def url(self, name: str, namespace: str) -> str:
-        """The /drift URL of one ModelService."""
-        return drift_url(self.pattern, name, namespace, self.port)
+    def url(self, name: str, namespace: str, pod: Pod | None = None) -> str:
+        """The /drift URL of one ModelService (or of one of its pods)."""
+        return drift_url(self.pattern, name, namespace, self.port, pod)
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session of runtime reads (never inflating, see bounded.py)."""
@@ -264,9 +290,9 @@ class DriftClient:
         loading = error.message.startswith("the runtime has no model: loading")
         return error if error.kind == "notloaded" and not loading else None
 
-    async def read(self, name: str, namespace: str) -> DriftReading:
-        """GET the runtime's /drift; raises DriftReadError on any failure."""
-        url = self.url(name, namespace)
+    async def read(self, name: str, namespace: str, pod: Pod | None = None) -> DriftReading:
+        """GET the runtime's (or one pod's) /drift; raises DriftReadError on any failure."""
+        url = self.url(name, namespace, pod)
         try:
             async with self.session().get(url, headers=HEADERS, allow_redirects=False) as resp:
                 if resp.status == 503:

@@ -6,13 +6,17 @@ The poller keeps one `Target` per ModelService, fed by the ModelService watch
 at most `drift_reads_max` ticks in flight and `drift_reads_per_namespace` per namespace. No Kopf
 timer, so no finalizer on any ModelService (a timer forces one; kopf#1074).
 
-Each tick: read /drift (drift_client.py), write `status.drift` and the `DriftDetected` condition
-(reactions.py, through the status writer), and on a new drift event apply `spec.drift.action`:
+Each tick: read /drift of each ready pod (drift_client.py; once through the URL when the pattern
+names no pod), combine the replicas' readings (replicas.py), write `status.drift` and the
+`DriftDetected` condition (reactions.py, through the status writer), and on a new drift event
+apply `spec.drift.action`:
 `none` (status only), `alert` (a Warning Event `DriftDetected` and the drift-events metric) or
 `retrain` (alert, then POST the CI trigger from the Secret at most once per cooldown,
 retrain.py). While the Deployment has no ready replica nothing is read (reason
 RuntimeNotReady). An unreachable runtime gives the condition reason RuntimeUnreachable and an
-exponential backoff between reads. A tick never raises into the loop.
+exponential backoff between reads (when no replica answers; one that does not, among others
+that do, is named in the condition). Each pod read holds one of `drift_reads_max` and of the
+namespace's `drift_reads_per_namespace` slots. A tick never raises into the loop.
 """
 
 from __future__ import annotations
@@ -35,10 +39,17 @@ from pydantic import ValidationError
 from aiops_operator import bounded, conditions
 from aiops_operator import operator_metrics as metrics
 from aiops_operator.conditions import parse_time, rfc3339
-from aiops_operator.drift_client import DriftClient, DriftReadError, DriftReading, check_pattern
+from aiops_operator.drift_client import (
+    DriftClient,
+    DriftReadError,
+    DriftReading,
+    Pod,
+    check_pattern,
+    reads_each_pod,
+)
 from aiops_operator.fairness import NamespaceSlots
 from aiops_operator.kube import KubeApiError
-from aiops_operator.manifests import LABEL_INSTANCE
+from aiops_operator.manifests import LABEL_INSTANCE, selector_labels
 from aiops_operator.reactions import (
     FAILED,
     TRIGGERED,
@@ -49,6 +60,13 @@ from aiops_operator.reactions import (
     is_new_drift_event,
     plan_reaction,
     retrain_status,
+)
+from aiops_operator.replicas import (
+    Aggregate,
+    ReplicaRead,
+    aggregate,
+    ready_pods,
+    replicas_condition,
 )
 from aiops_operator.retrain import (
     RetrainConfigError,
@@ -72,6 +90,9 @@ EVENT_FIELDS = ("driftEvents", "lastDriftTime", "runtimeDriftEvents")
 NOT_READY = DriftReadError(
     "notready", "the Deployment has no ready replica; drift is read once one is ready"
 )
+NO_READY_POD = DriftReadError(
+    "notready", "the Deployment reports ready replicas but no ready pod is listed yet"
+)
 DRIFT_DETECTED_REASON = "DriftDetected"
 JITTER = 0.1  # each interval is drawn from ±10 % of drift_poll_interval_s
 FIRST_READ_S = 2.0  # a new ModelService is first read after at most this (±10 %)
@@ -86,6 +107,7 @@ class DriftMemory:
     next_read: float = 0.0  # event-loop time before which the runtime is not read again
     ready_replicas: int | None = None  # as last seen on the Deployment; a change ends a backoff
     last_retrain: datetime | None = None
+    unreadable: tuple[str, ...] = ()  # pods that did not answer the last read, by name
     # What this loop last wrote. Only this loop writes these fields and this condition, so they
     # win over the status cache, which a late watch event can briefly roll back.
     written: dict[str, Any] = field(default_factory=dict)
@@ -132,6 +154,9 @@ class DriftPoller:
         self.client: DriftClient | None = None
         self.triggers: aiohttp.ClientSession | None = None  # retrain triggers: a pool of their own
         self.triggers_in_flight = NamespaceSlots(settings.triggers_per_namespace)
+        # Pod reads in flight: a tick reads every ready pod of its ModelService.
+        self.reads_in_flight = NamespaceSlots(settings.drift_reads_per_namespace)
+        self._reads_total = asyncio.Semaphore(settings.drift_reads_max)
         self._rng = rng or random.Random()
         self._busy_in: Counter[str] = Counter()  # ticks in flight per namespace
         self._ticks: set[asyncio.Task[None]] = set()
@@ -264,15 +289,17 @@ class DriftPoller:
         key, memory = target.key, target.memory
         self._end_backoff_on_readiness_change(key, memory)
         if not memory.ready_replicas:  # nothing can answer /drift: no read, no backoff
-            await self._publish(target, None, await self._why_not_ready(client, key))
+            error = await self._why_not_ready(client, key)
+            await self._publish(target, drift_condition(None, error, target.generation))
             return
         clock = asyncio.get_running_loop().time()
         if clock < memory.next_read:
             return
-        reading, error = await self._read(client, key, memory, clock)
-        new_event = await self._publish(target, reading, error)
-        if new_event and reading is not None:
-            await self._react(target, reading)
+        agg = await self._read(client, key, memory, clock)
+        condition = replicas_condition(agg, target.generation)
+        new_event = await self._publish(target, condition, agg)
+        if new_event and agg.reading is not None:
+            await self._react(target, agg.reading)
 
     async def _why_not_ready(self, client: DriftClient, key: Key) -> DriftReadError:
         """NOT_READY, or what a runtime pod says is wrong (a digest mismatch, say) on /readyz."""
@@ -303,10 +330,13 @@ class DriftPoller:
 
     async def _read(
         self, client: DriftClient, key: Key, memory: DriftMemory, clock: float
-    ) -> tuple[DriftReading | None, DriftReadError | None]:
-        try:
-            reading = await client.read(key[1], key[0])
-        except DriftReadError as err:
+    ) -> Aggregate:
+        """Read every ready replica and combine; back off only when none answered."""
+        reads = await self._read_replicas(client, key)
+        for one in reads:
+            metrics.DRIFT_READS.labels(result=one.error.kind if one.error else "ok").inc()
+        agg = aggregate(reads)
+        if agg.reading is None:
             memory.failures += 1
             delay = backoff_s(
                 memory.failures,
@@ -314,24 +344,57 @@ class DriftPoller:
                 self.settings.drift_backoff_max_s,
             )
             memory.next_read = clock + delay
-            metrics.DRIFT_READS.labels(result=err.kind).inc()
-            if memory.failures == 1:  # once per outage, not once per tick
+            if memory.failures == 1 and agg.error is not None:  # once per outage, not per tick
                 log.info(
-                    "runtime drift state unreadable", extra={**_ref(key), "error": err.message}
+                    "runtime drift state unreadable",
+                    extra={**_ref(key), "error": agg.error.message},
                 )
-            return None, err
+            return agg
         if memory.failures:
             log.info("runtime drift state readable again", extra=_ref(key))
+        if agg.unreadable and agg.unreadable != memory.unreadable and agg.error is not None:
+            log.info(
+                "runtime replicas unreadable",
+                extra={**_ref(key), "pods": list(agg.unreadable), "error": agg.error.message},
+            )
         memory.failures, memory.next_read = 0, 0.0
-        metrics.DRIFT_READS.labels(result="ok").inc()
-        return reading, None
+        memory.unreadable = agg.unreadable
+        return agg
+
+    async def _read_replicas(self, client: DriftClient, key: Key) -> list[ReplicaRead]:
+        """One read per ready pod, or one through the URL when the pattern names no pod."""
+        if not reads_each_pod(client.pattern):
+            return [await self._read_one(client, key, None)]
+        try:
+            listed = await self.state.client().request(
+                "GET",
+                f"/api/v1/namespaces/{key[0]}/pods",
+                params={"labelSelector": _selector(key[1])},
+            )
+        except KubeApiError as err:
+            return [ReplicaRead("", error=_listing_failed(err.message))]
+        except (aiohttp.ClientError, TimeoutError, kopf.TemporaryError) as err:
+            return [ReplicaRead("", error=_listing_failed(type(err).__name__))]
+        pods = ready_pods(listed.get("items") or [])
+        if not pods:
+            return [ReplicaRead("", error=NO_READY_POD)]
+        return list(await asyncio.gather(*(self._read_one(client, key, pod) for pod in pods)))
+
+    async def _read_one(self, client: DriftClient, key: Key, pod: Pod | None) -> ReplicaRead:
+        """One GET /drift within the namespace's and the operator's read slots."""
+        async with self.reads_in_flight.hold(key[0]), self._reads_total:
+            try:
+                reading = await client.read(key[1], key[0], pod)
+            except DriftReadError as err:
+                return ReplicaRead(pod.name if pod else "", error=err)
+        return ReplicaRead(pod.name if pod else "", reading=reading)
 
     async def _publish(
-        self, target: Target, reading: DriftReading | None, error: DriftReadError | None
+        self, target: Target, condition: dict[str, Any], agg: Aggregate | None = None
     ) -> bool:
         """Write status.drift and DriftDetected if they changed; True when a new event was."""
         memory = target.memory
-        condition = drift_condition(reading, error, target.generation)
+        reading = agg.reading if agg is not None else None
         seen: dict[str, Any] = {}
 
         def compute(current: dict[str, Any]) -> dict[str, Any] | None:
@@ -339,6 +402,8 @@ class DriftPoller:
             known = conditions.put(current.get("conditions"), memory.condition)
             merged = conditions.set_condition(known, condition, rfc3339(_now()))
             fields = drift_status(reading, previous) if reading is not None else {}
+            if agg is not None:
+                fields["replicas"] = agg.counts()
             seen.update(
                 new_event=reading is not None and is_new_drift_event(reading, previous),
                 before=(conditions.find(known, DRIFT_DETECTED) or {}).get("reason"),
@@ -505,6 +570,15 @@ def _drift_spec(spec: dict[str, Any]) -> DriftSpec | None:
         return DriftSpec.model_validate(dict(spec.get("drift") or {}))
     except ValidationError:
         return None  # the reconcile handler reports the invalid spec
+
+
+def _selector(name: str) -> str:
+    """The label selector of one ModelService's runtime pods (its Deployment's)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+
+
+def _listing_failed(detail: str) -> DriftReadError:
+    return DriftReadError("unreachable", f"listing the runtime's pods failed: {detail}")
 
 
 def _ref(key: Key) -> dict[str, str]:

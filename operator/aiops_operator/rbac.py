@@ -66,7 +66,8 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
         [""],
         ["pods"],
         ["list"],
-        "while no runtime pod is ready: find one to ask (GET /readyz) why, e.g. a digest mismatch",
+        "the runtime's ready pods, each read (GET /drift) by the drift loop; while none is"
+        " ready, one to ask (GET /readyz) why, e.g. a digest mismatch",
     ),
     (
         [""],

@@ -1,9 +1,9 @@
 """Pure decisions of the drift loop: what a runtime's /drift reading means for the ModelService.
 
 - `drift_status` turns a reading into the `status.drift` fields; `driftEvents` counts the drift
-  events the operator has seen (the runtime's own counter restarts with its process, and a
-  Service spreads reads over replicas, so the operator keeps its own count and the newest
-  `lastDriftTime`);
+  events the operator has seen (the runtime's own counter restarts with its process, and
+  replicas come and go, so the operator keeps its own count and the newest `lastDriftTime`;
+  with several replicas the reading is their combination, replicas.py);
 - `is_new_drift_event` compares the reading's `last_drift_time` with the status;
 - `drift_condition` builds the `DriftDetected` condition (Ready is untouched);
 - `plan_reaction` applies `spec.drift.action` and the retrain cooldown.

@@ -73,8 +73,9 @@ class OperatorSettings(BaseSettings):
         description="Seconds between two reads of each runtime's GET /drift.",
     )
     drift_url_pattern: str = Field(
-        default="http://{name}.{namespace}.svc:{port}",
-        description="Base URL of a runtime; {name}, {namespace}, {port} are filled in.",
+        default="http://{pod_ip}:{port}",
+        description="Base URL of a runtime; {name}, {namespace}, {port}, {pod}, {pod_ip} are"
+        " filled in. With {pod} or {pod_ip} each ready pod is read, else the URL once.",
     )
     drift_timeout_s: float = Field(
         default=5.0,

@@ -536,6 +536,20 @@ class CalibrationStatus(BaseModel):
     )
 
 
+class DriftReplicasStatus(BaseModel):
+    """How many ready replicas the last poll read, and what they said."""
+
+    model_config = ConfigDict(extra="allow")
+
+    read: int | None = Field(None, description="Ready replicas whose GET /drift answered.")
+    drifting: int | None = Field(
+        None, description="Of those, replicas reporting an active drift event."
+    )
+    unreadable: int | None = Field(
+        None, description="Ready replicas that did not answer (named in DriftDetected)."
+    )
+
+
 class DriftStatus(BaseModel):
     """Drift state: the threshold in force (operator) and the runtime's last check results."""
 
@@ -560,10 +574,14 @@ class DriftStatus(BaseModel):
     runtime_drift_events: int | None = Field(
         None,
         alias="runtimeDriftEvents",
-        description="The runtime's own drift event counter at the last read (restarts with it).",
+        description="The replicas' own drift event counters at the last read, summed (each"
+        " restarts with its pod).",
     )
     calibration: CalibrationStatus | None = Field(
         None, description="The event rule in force: calibrated for the reference, or why not."
+    )
+    replicas: DriftReplicasStatus | None = Field(
+        None, description="The ready replicas read in the last poll; drift when any drifts."
     )
     last_retrain_time: str | None = Field(
         None, alias="lastRetrainTime", description="When the operator last triggered a retrain."

@@ -89,6 +89,10 @@ class OperatorProcess:
         env = {
             # A port of its own unless the test names one: 8081 may be another operator's.
             "AIOPS_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            # KWOK's pod IPs are fake and must never be dialled (the default reads each pod's):
+            # the Service names resolve nowhere here, so reads fail at once, unless a test
+            # points the pattern at its stand-ins.
+            "AIOPS_OPERATOR_DRIFT_URL_PATTERN": "http://{name}.{namespace}.svc:{port}",
             **self.env,
             "KUBECONFIG": str(self.kubeconfig),
             "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",

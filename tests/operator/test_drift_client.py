@@ -14,19 +14,41 @@ from aiops_operator.drift_client import (
     DriftClient,
     DriftReadError,
     DriftReading,
+    Pod,
     check_pattern,
     drift_url,
     parse_snapshot,
+    reads_each_pod,
 )
 from aiops_operator.settings import OperatorSettings
 from tests.fakes import fake_server
 
 
-def test_default_pattern_reaches_the_runtime_service() -> None:
+def test_default_pattern_reads_each_ready_pod_at_its_ip() -> None:
     pattern = OperatorSettings().drift_url_pattern
     check_pattern(pattern)
+    assert reads_each_pod(pattern)
+    pod = Pod("breast-cancer-6f7c-abcde", "10.244.0.7")
+    assert drift_url(pattern, "breast-cancer", "ml", 8000, pod) == "http://10.244.0.7:8000/drift"
+    assert (
+        drift_url(pattern, "a", "ml", 8000, Pod("a-1", "fd00::7")) == "http://[fd00::7]:8000/drift"
+    )
+
+
+def test_a_pattern_naming_no_pod_is_read_once_through_the_service() -> None:
+    pattern = "http://{name}.{namespace}.svc:{port}"
+    check_pattern(pattern)
+    assert not reads_each_pod(pattern)
     assert drift_url(pattern, "breast-cancer", "ml", 8000) == (
         "http://breast-cancer.ml.svc:8000/drift"
+    )
+
+
+def test_kubectl_proxys_pod_pattern_names_each_pod() -> None:
+    pattern = "http://127.0.0.1:18701/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy"
+    assert reads_each_pod(pattern)
+    assert drift_url(pattern, "m", "ml", 8000, Pod("m-1")) == (
+        "http://127.0.0.1:18701/api/v1/namespaces/ml/pods/m-1:8000/proxy/drift"
     )
 
 

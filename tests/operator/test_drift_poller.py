@@ -11,7 +11,7 @@ import kopf
 
 from aiops_operator import drift_poller, handlers
 from aiops_operator.conditions import rfc3339
-from aiops_operator.drift_client import DriftReading
+from aiops_operator.drift_client import DriftReadError, DriftReading
 from aiops_operator.drift_poller import DriftPoller, Target
 from aiops_operator.kube import KubeApiError
 from aiops_operator.memo import Operator
@@ -235,3 +235,94 @@ def test_no_trigger_is_sent_when_its_time_cannot_be_recorded() -> None:
     drift.writer.change = refused  # type: ignore[method-assign]
     asyncio.run(drift._react(target, _drift_event()))
     assert "trigger" not in calls
+
+
+class PodList:
+    """The API client's pod list: `pods` ready pods of any ModelService, by name."""
+
+    def __init__(self, pods: int) -> None:
+        self.items = [
+            {
+                "metadata": {"name": f"ms-{i}"},
+                "status": {
+                    "podIP": f"10.0.0.{i}",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }
+            for i in range(pods)
+        ]
+        self.selectors: list[str] = []
+
+    async def request(self, method: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+        self.selectors.append(params["labelSelector"])
+        return {"items": self.items}
+
+
+def test_a_tick_reads_every_ready_pod_within_the_namespaces_read_slots() -> None:
+    drift = poller(drift_reads_per_namespace=2)
+    pods = PodList(5)
+    drift.state.kube = pods  # type: ignore[assignment]
+    in_flight, peak, urls = [0], [0], []
+    answers = {"ms-3": {"drift": True, "last_drift_time": "2026-01-01T00:00:00Z"}}
+
+    async def read(name: str, namespace: str, pod: Any = None) -> DriftReading:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+        urls.append(drift.client.url(name, namespace, pod))  # type: ignore[union-attr]
+        if pod.name == "ms-1":
+            raise DriftReadError("http", "GET http://10.0.0.1:8000/drift answered HTTP 500")
+        more = answers.get(pod.name, {})
+        return DriftReading(enabled=True, threshold=0.05, last_p_value=0.5, checks=2, **more)
+
+    published: list[tuple[dict[str, Any], Any]] = []
+
+    async def publish(target: Target, condition: dict[str, Any], agg: Any = None) -> bool:
+        published.append((condition, agg))
+        return False
+
+    async def scenario() -> None:
+        await drift.start()
+        drift.client.read = read  # type: ignore[method-assign, union-attr]
+        drift._publish = publish  # type: ignore[method-assign]
+        key = ("ns", "ms")
+        drift.state.deployments[key] = {"status": {"readyReplicas": 5}}
+        try:
+            await drift.tick(target)
+        finally:
+            await drift.stop()
+
+    target = Target(("ns", "ms"), "uid", 1, {}, 0.0)
+
+    asyncio.run(scenario())
+    assert sorted(urls) == [f"http://10.0.0.{i}:8000/drift" for i in range(5)]
+    assert peak[0] == 2
+    assert pods.selectors == ["app.kubernetes.io/name=aiops-runtime,app.kubernetes.io/instance=ms"]
+    ((condition, agg),) = published
+    assert agg.counts() == {"read": 4, "drifting": 1, "unreadable": 1}
+    assert condition["status"] == "True"
+    assert "1 of 5 ready replicas unreadable (ms-1)" in condition["message"]
+    assert (target.memory.failures, target.memory.next_read) == (0, 0.0), "backed off"
+
+
+def test_a_pattern_naming_no_pod_is_read_once_and_lists_no_pods() -> None:
+    drift = poller(drift_url_pattern="http://127.0.0.1:18702/{namespace}/{name}")
+    pods = PodList(3)
+    drift.state.kube = pods  # type: ignore[assignment]
+    asked: list[Any] = []
+
+    async def read(name: str, namespace: str, pod: Any = None) -> DriftReading:
+        asked.append(pod)
+        return DriftReading(enabled=True, threshold=0.05, last_p_value=0.5, checks=2)
+
+    async def scenario() -> list[Any]:
+        await drift.start()
+        drift.client.read = read  # type: ignore[method-assign, union-attr]
+        try:
+            return [one.reading for one in await drift._read_replicas(drift.client, ("ns", "ms"))]  # type: ignore[arg-type]
+        finally:
+            await drift.stop()
+
+    readings = asyncio.run(scenario())
+    assert (asked, pods.selectors, len(readings)) == ([None], [], 1)
