@@ -323,13 +323,16 @@ def test_a_commit_with_a_wrong_sha256_shows_degraded_with_the_reason(
     wrong.write_text(yaml.safe_dump(doc, sort_keys=False))
     stack.commit_and_push("a ModelService whose digest does not match its model")
     try:
-        health = wait_for(
-            "the wrong-digest ModelService Degraded in Argo CD",
-            lambda: (h := stack.resource_health("aiops-modelservices", "ModelService",
-                                                "wrong-digest")).get("status") == "Degraded"
-            and h,
-            SYNC_BOUND_S,
-        )  # fmt: skip
+        try:
+            health = wait_for(
+                "the wrong-digest ModelService Degraded in Argo CD",
+                lambda: (h := stack.resource_health("aiops-modelservices", "ModelService",
+                                                    "wrong-digest")).get("status") == "Degraded"
+                and h,
+                SYNC_BOUND_S,
+            )  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
         assert health["message"].startswith("ModelNotLoaded: ")
         assert "digest_mismatch" in health["message"]
         app = stack.application("aiops-modelservices")
