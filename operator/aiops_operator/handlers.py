@@ -162,19 +162,24 @@ async def remember_modelservice(
         memo.status.forget(key)
         operator_metrics.forget(*key)
         return
-    known = memo.state.modelservices.get(key)
     uid = body.metadata.uid
-    # The status is ours alone (status_writer), and the cache holds what was last written. A watch
-    # event may still carry the status of a write before the last one: taking it would make the
-    # next merge write stale conditions back (a Ready reverted and never re-derived).
-    status = known["status"] if known and known["uid"] == uid else dict(body.get("status") or {})
-    facts = {
-        "uid": uid,
-        "generation": body.metadata.get("generation", 1),
-        "deleting": body.metadata.get("deletionTimestamp") is not None,
-        "status": status,
-    }
-    memo.state.modelservices[key] = facts
+    generation = body.metadata.get("generation", 1)
+    deleting = body.metadata.get("deletionTimestamp") is not None
+    facts = memo.state.modelservices.get(key)
+    if facts is not None and facts["uid"] == uid:
+        # Updated in place, status kept: the status is ours alone (status_writer), and the cache
+        # holds what was last written (a write in flight records into this same dict). A watch
+        # event may still carry the status of a write before the last one: taking it would make
+        # the next merge write stale conditions back (a Ready reverted and never re-derived).
+        facts.update(generation=generation, deleting=deleting)
+    else:
+        facts = {
+            "uid": uid,
+            "generation": generation,
+            "deleting": deleting,
+            "status": dict(body.get("status") or {}),
+        }
+        memo.state.modelservices[key] = facts
     if not facts["deleting"] and not _applied(memo, key, facts["uid"], facts["generation"]):
         await _apply_at_first_sight(memo, key, body)
         # Kopf's own writes for this event (its annotations) wait like a status write.

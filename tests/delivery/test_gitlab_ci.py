@@ -20,7 +20,14 @@ import pytest
 import yaml
 
 from aiops_operator.retrain import RETRAIN_INPUT_PATTERNS, retrain_inputs
-from aiops_runtime.train import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, REFERENCE_FILE, train
+from aiops_runtime.train import (
+    CALIBRATION_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    train,
+)
 from tests.delivery.delivery_helpers import REPO_ROOT, run
 from tests.fakes import PackageRegistry, package_registry
 
@@ -251,7 +258,13 @@ def test_retrain_model_pushes_one_commit_with_the_new_digest(
     assert model["uri"] == f"{package}/{MODEL_FILE}"
     assert model["reference"]["uri"] == f"{package}/{REFERENCE_FILE}"
     stored = {registry.base + path: data for path, data in registry.stored().items()}
-    assert set(stored) == {f"{package}/{n}" for n in (MODEL_FILE, REFERENCE_FILE, MANIFEST_FILE)}
+    uploaded = (MODEL_FILE, REFERENCE_FILE, CALIBRATION_FILE, MANIFEST_FILE)
+    assert set(stored) == {f"{package}/{n}" for n in uploaded}
+    assert model["calibration"]["uri"] == f"{package}/{CALIBRATION_FILE}"
+    assert (
+        hashlib.sha256(stored[model["calibration"]["uri"]]).hexdigest()
+        == (model["calibration"]["sha256"])
+    )
     assert hashlib.sha256(stored[model["uri"]]).hexdigest() == model["sha256"]
     assert (
         hashlib.sha256(stored[model["reference"]["uri"]]).hexdigest()

@@ -50,5 +50,12 @@ def test_a_late_watch_event_does_not_bring_back_a_status_the_operator_already_re
     memo.state.modelservices[KEY]["status"] = written  # what StatusWriter._patch records
     event("u1", stale)
     assert memo.state.modelservices[KEY]["status"] == written
+    # A write in flight while an event arrives records into the dict it started from
+    # (StatusWriter._patch holds `ms` across the request): that must be the cached one.
+    in_flight = memo.state.modelservices[KEY]
+    event("u1", stale)
+    newer = {"conditions": [{"type": "Ready", "status": "True", "reason": "ReplicasReady"}]}
+    in_flight["status"] = newer
+    assert memo.state.modelservices[KEY]["status"] == newer
     event("u2", stale)  # deleted and created again under the same name: a new object
     assert memo.state.modelservices[KEY]["status"] == stale
