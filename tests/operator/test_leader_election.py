@@ -138,4 +138,7 @@ def test_the_standby_takes_over_a_killed_leader_during_a_burst(
     spec = json.loads(kube.cluster.kubectl("-n", OPERATOR_NAMESPACE, "get", "lease", lease,
                                            "-o", "json").stdout)["spec"]  # fmt: skip
     assert spec["leaseTransitions"] == 1
-    assert third[0] in standby.log_text()
+    # The new leader's log names the ModelServices it serves (its drift poller's first read may
+    # come a poll interval after the children converged).
+    wait_for("the new leader naming a ModelService created after the kill",
+             lambda: third[0] in standby.log_text(), 30)  # fmt: skip
