@@ -66,7 +66,7 @@ from aiops_runtime.calibration import Calibration
 from aiops_runtime.detectors import AlibiMMD, NativeMMD, alibi_available
 from aiops_runtime.drift import DETECTOR_WEIGHT, DriftMonitor
 from aiops_runtime.settings import DriftConfig, RuntimeSettings
-from aiops_runtime.train import TEST_FRACTION, calibrate
+from aiops_runtime.train import TEST_FRACTION, build_model, calibrate
 
 ROWS_PER_DAY_AT_100RPS = 100 * 86_400
 # A scenario counts as detected when its event comes within this many rows of the change.
@@ -101,15 +101,23 @@ class Split:
     reference: np.ndarray
     pool: np.ndarray
     pool_labels: np.ndarray
+    reference_labels: np.ndarray | None = None
 
 
 def make_split(seed: int) -> Split:
     """The split ``aiops_runtime.train`` would make with ``seed``."""
     data = load_breast_cancer()
-    x_train, x_test, _, y_test = train_test_split(
+    x_train, x_test, y_train, y_test = train_test_split(
         data.data, data.target, test_size=TEST_FRACTION, random_state=seed, stratify=data.target
     )
-    return Split(reference=x_train, pool=x_test, pool_labels=y_test)
+    return Split(reference=x_train, pool=x_test, pool_labels=y_test, reference_labels=y_train)
+
+
+def split_model(split: Split, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The predict_proba of the model ``aiops_runtime.train`` would fit on the split."""
+    assert split.reference_labels is not None
+    model = build_model(seed).fit(split.reference, split.reference_labels)
+    return model.predict_proba  # type: ignore[no-any-return]
 
 
 class RowSampler:
@@ -468,7 +476,8 @@ def split_held_out(split: Split, rng: np.random.Generator) -> tuple[np.ndarray, 
     order = rng.permutation(len(split.pool))
     half = len(order) // 2
     cal, stream = order[:half], order[half:]
-    return split.pool[cal], Split(split.reference, split.pool[stream], split.pool_labels[stream])
+    pool = Split(split.reference, split.pool[stream], split.pool_labels[stream])
+    return split.pool[cal], pool
 
 
 def fresh_windows(pool: np.ndarray, windows: int, size: int, rng: np.random.Generator) -> Any:
@@ -562,27 +571,54 @@ def calibrated_figures(
     detect_splits: int,
     scenarios: list[str],
     horizon: int,
+    targets: list[str] | None = None,
 ) -> dict[str, Any]:
-    """False events per day and detection for the calibrated and the uncalibrated rule."""
-    per_day: dict[str, list[float]] = {"": [], "uncalibrated_": []}
-    delays: dict[str, list[dict[str, float]]] = {"": [], "uncalibrated_": []}
-    counted = {"": 0, "uncalibrated_": 0}
-    flags = {"": 0, "uncalibrated_": 0}
+    """False events per day and detection for the calibrated and the uncalibrated rule, and the
+    calibrated rule for each other ``drift.target`` (keys prefixed ``target_<name>_``).
+
+    Each split's model is the one train.py would fit on its reference; one calibration per split
+    simulates inputs and outputs on the same windows and serves every target.
+    """
+    others = [t for t in (targets or []) if t != config.target]
+    prefixes = ["", "uncalibrated_", *(f"target_{t}_" for t in others)]
+    per_day: dict[str, list[float]] = {prefix: [] for prefix in prefixes}
+    delays: dict[str, list[dict[str, float]]] = {prefix: [] for prefix in prefixes}
+    counted = dict.fromkeys(prefixes, 0)
+    flags = dict.fromkeys(prefixes, 0)
     checks = 0
     calibration_s: list[float] = []
     ks: list[int] = []
     for i in range(splits):
         split = make_split(3000 + i)
+        predict = split_model(split, 3000 + i)
         held_for_calibration, stream = split_held_out(split, np.random.default_rng(i))
         started = time.perf_counter()
         calibration: Calibration = calibrate(
-            split.reference, held_for_calibration, config, [], calibration_checks, seed=i
+            split.reference, held_for_calibration, config, [], calibration_checks, i, predict
         )
         calibration_s.append(time.perf_counter() - started)
         makers = {
-            "": partial(DriftMonitor, split.reference, config, seed=i, calibration=calibration),
-            "uncalibrated_": partial(DriftMonitor, split.reference, config, seed=i),
+            "": partial(
+                DriftMonitor,
+                split.reference,
+                config,
+                seed=i,
+                calibration=calibration,
+                predict=predict,
+            ),
+            "uncalibrated_": partial(
+                DriftMonitor, split.reference, config, seed=i, predict=predict
+            ),
         }
+        for target in others:
+            makers[f"target_{target}_"] = partial(
+                DriftMonitor,
+                split.reference,
+                config.model_copy(update={"target": target}),
+                seed=i,
+                calibration=calibration,
+                predict=predict,
+            )
         for prefix, make in makers.items():
             got = _run_split(config, make(), stream, stream_checks, 50_000 + i)
             per_day[prefix].append(got["per_day"])
@@ -593,7 +629,7 @@ def calibrated_figures(
                 checks += got["checks"]
             if i < detect_splits:
                 delays[prefix].append(_delays(config, make, stream, scenarios, horizon, 60_000 + i))
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"target": config.target, "targets_compared": others}
     for prefix in per_day:
         result.update(_summary(prefix, per_day[prefix], delays[prefix], scenarios))
         result[f"{prefix}false_events_counted"] = counted[prefix]
@@ -652,6 +688,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrated-stream-checks", type=int, default=300)
     parser.add_argument("--calibrated-detect-splits", type=int, default=40)
     parser.add_argument("--skip-legacy", action="store_true", help="only the calibrated figures")
+    parser.add_argument("--target", default=defaults.target, choices=("inputs", "outputs", "both"))
+    parser.add_argument(
+        "--compare-targets", default="inputs,outputs,both", help="drift.target values compared"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("aiops_runtime.drift").setLevel(logging.ERROR)
     if settings.blas_threads > 0:
@@ -664,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             "check_every": args.check_every,
             "consecutive": args.consecutive,
             "p_value_threshold": args.threshold,
+            "target": args.target,
         }
     )
     started = time.time()
@@ -679,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
             args.calibrated_detect_splits,
             scenarios,
             args.horizon,
+            args.compare_targets.split(",") if args.compare_targets else [],
         )
     )
     result["calibrated_simulation_s"] = round(time.time() - calibrated_started, 1)

@@ -36,6 +36,7 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 63
 
 Detector = Literal["mmd", "ks"]
+DriftTarget = Literal["inputs", "outputs", "both"]
 # The runtime's (aiops_runtime.settings): about one false drift event a week at 100 req/s, and
 # the smallest budget accepted.
 DEFAULT_FALSE_ALARM_ROWS = 60_480_000
@@ -283,6 +284,14 @@ class DriftSpec(_Model):
         }
     )
 
+    target: DriftTarget = Field(
+        "inputs",
+        description=(
+            "What each check tests: inputs (the request rows, with detector), outputs (the"
+            " model's predicted class probabilities against the reference rows' predictions,"
+            " per-class Kolmogorov-Smirnov) or both (Bonferroni over the two)."
+        ),
+    )
     detector: Detector = Field(
         "mmd",
         description=(
@@ -355,6 +364,7 @@ class DriftSpec(_Model):
     def runtime_config(self) -> dict[str, Any]:
         """The ConfigMap's drift.json: the runtime's live settings, camelCase keys."""
         return {
+            "target": self.target,
             "detector": self.detector,
             "pValueThreshold": self.p_value_threshold,
             "windowSize": self.window_size,

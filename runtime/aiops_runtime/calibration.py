@@ -10,6 +10,8 @@ the number of flagged checks in a row that meets ``falseAlarmRows``.
 
 Pure functions and a JSON artifact (``calibration.json``); the simulation itself needs the
 monitor and lives in ``simulate`` (called by train.py and the benchmark, never on a request).
+With the model at hand the simulation also keeps the output test's p-values on the same windows
+(``null_outputs``), so ``drift.target: outputs`` and ``both`` are calibrated too.
 """
 
 from __future__ import annotations
@@ -39,44 +41,72 @@ def rounded(value: float) -> float:
     return float(f"{value:.{DIGITS}g}") if math.isfinite(value) else value
 
 
+Part = str  # "inputs" (the detector on the rows) or "outputs" (the test on the predictions)
+Null = tuple[tuple[float, float], ...]
+
+
+def parts_of(target: str) -> tuple[Part, ...]:
+    """The parts a check of this ``drift.target`` combines."""
+    return {"inputs": ("inputs",), "outputs": ("outputs",)}.get(target, ("inputs", "outputs"))
+
+
+def bonferroni(p_values: list[float]) -> float:
+    """One p-value for several tests of one window: the smallest times their number (capped)."""
+    return min(1.0, len(p_values) * min(p_values))
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """The null p-values of one reference under the settings they were simulated with."""
+    """The null p-values of one reference under the settings they were simulated with.
+
+    ``null`` holds the input detector's checks; ``null_outputs`` the output test's on the same
+    windows (empty in a calibration made without the model), so a check that combines both is
+    calibrated on their joint null.
+    """
 
     detector: str
     window_size: int
     permutations: int
     # (p-value, statistic) of each null check, rounded; statistic -inf when the test was skipped.
-    null: tuple[tuple[float, float], ...]
+    null: Null
     feature_names: tuple[str, ...] = ()
     held_out_rows: int = 0
     seed: int = 0
-    _keys: list[tuple[float, float]] = field(default_factory=list, compare=False, repr=False)
+    null_outputs: Null = ()
+    _keys: dict[Part, list[tuple[float, float]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # More extreme = smaller p, then larger statistic: sorted keys (p, -statistic).
-        self._keys.extend(sorted((rounded(p), -rounded(s)) for p, s in self.null))
+        for part, null in (("inputs", self.null), ("outputs", self.null_outputs)):
+            self._keys[part] = sorted((rounded(p), -rounded(s)) for p, s in null)
 
-    def covers(self, detector: str, window_size: int, permutations: int) -> str:
-        """Why these settings are not covered ("" when they are)."""
-        asked = {"detector": detector, "windowSize": window_size, "permutations": permutations}
-        have = {
-            "detector": self.detector,
-            "windowSize": self.window_size,
-            "permutations": self.permutations,
-        }
+    def covers(
+        self, detector: str, window_size: int, permutations: int, target: str = "inputs"
+    ) -> str:
+        """Why these settings are not covered ("" when they are). The output test does not
+        depend on the input detector, so ``target: outputs`` needs only the window size."""
+        asked: dict[str, Any] = {"windowSize": window_size}
+        have: dict[str, Any] = {"windowSize": self.window_size}
+        if target != "outputs":
+            asked.update(detector=detector, permutations=permutations)
+            have.update(detector=self.detector, permutations=self.permutations)
         differ = [
             f"{k} {asked[k]} (calibrated for {have[k]})" for k in asked if asked[k] != have[k]
         ]
+        if target != "inputs" and not self.null_outputs:
+            differ.append(f"target {target} (the calibration has no output checks)")
         return "the calibration does not cover " + ", ".join(differ) if differ else ""
 
-    def calibrated_p(self, p_value: float, statistic: float) -> float:
+    def calibrated_p(self, p_value: float, statistic: float, part: Part = "inputs") -> float:
         """Share of null checks at least as extreme as this one, with +1 smoothing."""
+        keys = self._keys[part]
         key = (rounded(p_value), -rounded(statistic))
-        at_least_as_extreme = bisect.bisect_right(self._keys, key)
-        return (1 + at_least_as_extreme) / (len(self._keys) + 1)
+        at_least_as_extreme = bisect.bisect_right(keys, key)
+        return (1 + at_least_as_extreme) / (len(keys) + 1)
 
-    def decision_p(self, p_value: float, statistic: float) -> float:
+    def decision_p(self, p_value: float, statistic: float, part: Part = "inputs") -> float:
         """The p-value compared with the threshold: the larger of the raw and the calibrated one.
 
         A held-out sample of a few hundred rows is itself one draw: windows drawn from it vary
@@ -86,11 +116,20 @@ class Calibration:
         lets the calibration only add caution, for a reference that held-out rows already find
         unlike them.
         """
-        return max(p_value, self.calibrated_p(p_value, statistic))
+        return max(p_value, self.calibrated_p(p_value, statistic, part))
 
-    def null_flag_count(self, alpha: float) -> int:
+    def combined_decision_p(self, scores: dict[Part, tuple[float, float]]) -> float:
+        """The decision p-value of a check of several parts: Bonferroni over each part's."""
+        return bonferroni([self.decision_p(p, s, part) for part, (p, s) in scores.items()])
+
+    def null_flag_count(self, alpha: float, target: str = "inputs") -> int:
         """How many of the null checks themselves would flag at ``alpha`` once calibrated."""
-        return sum(self.decision_p(p, s) < alpha for p, s in self.null)
+        nulls = {"inputs": self.null, "outputs": self.null_outputs}
+        columns = [nulls[part] for part in parts_of(target)]
+        return sum(
+            self.combined_decision_p(dict(zip(parts_of(target), checks, strict=True))) < alpha
+            for checks in zip(*columns, strict=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -130,7 +169,12 @@ def rows_between_false_events(flag_rate: float, k: int, check_every: int, overla
 
 
 def event_rule(
-    calibration: Calibration, alpha: float, check_every: int, window_size: int, budget: float
+    calibration: Calibration,
+    alpha: float,
+    check_every: int,
+    window_size: int,
+    budget: float,
+    target: str = "inputs",
 ) -> EventRule:
     """The run length for the budget and what it achieves, with a range for the flag rate.
 
@@ -141,7 +185,7 @@ def event_rule(
     k = consecutive_for_budget(alpha, check_every, window_size, budget)
     overlap = math.ceil(window_size / check_every)
     n = len(calibration.null)
-    j = max(1, calibration.null_flag_count(alpha))
+    j = max(1, calibration.null_flag_count(alpha, target))
     rate = j / (n + 1)
     low, high = stats.beta.ppf([(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], j, n + 1 - j)
     spacing = [rows_between_false_events(f, k, check_every, overlap) for f in (rate, high, low)]
@@ -158,25 +202,25 @@ def _sig(value: float) -> float:
 
 
 def simulate(
-    score: Callable[[np.ndarray], tuple[float, float]],
+    score: Callable[[np.ndarray], dict[Part, tuple[float, float]]],
     held_out: np.ndarray,
     window_size: int,
     checks: int = NULL_CHECKS,
     seed: int = 0,
-) -> tuple[tuple[float, float], ...]:
-    """Null (p-value, statistic) pairs of ``checks`` windows drawn from held-out rows.
+) -> dict[Part, Null]:
+    """Null (p-value, statistic) pairs of each part for ``checks`` windows of held-out rows.
 
     Each window is ``window_size`` distinct held-out rows (fewer rows than that: all of them,
-    shuffled); ``score`` is the monitor's check on raw rows.
+    shuffled); ``score`` is the monitor's check of every part on raw rows.
     """
     rng = np.random.default_rng(seed)
     size = min(window_size, len(held_out))
-    null = []
+    null: dict[Part, list[tuple[float, float]]] = {}
     for _ in range(checks):
         window = held_out[rng.choice(len(held_out), size, replace=False)]
-        p_value, statistic = score(window)
-        null.append((rounded(p_value), rounded(statistic)))
-    return tuple(null)
+        for part, (p_value, statistic) in score(window).items():
+            null.setdefault(part, []).append((rounded(p_value), rounded(statistic)))
+    return {part: tuple(pairs) for part, pairs in null.items()}
 
 
 def to_json(calibration: Calibration) -> bytes:
@@ -192,6 +236,9 @@ def to_json(calibration: Calibration) -> bytes:
         "null_p_values": [p for p, _ in calibration.null],
         "null_statistics": [s if math.isfinite(s) else None for _, s in calibration.null],
     }
+    if calibration.null_outputs:
+        doc["null_output_p_values"] = [p for p, _ in calibration.null_outputs]
+        doc["null_output_statistics"] = [s for _, s in calibration.null_outputs]
     return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
@@ -208,7 +255,17 @@ def from_json(data: bytes) -> Calibration:
             (float(p), -math.inf if s is None else float(s))
             for p, s in zip(p_values, statistics, strict=True)
         )
-        if not all(0 < p <= 1 for p, _ in null):
+        outputs = tuple(
+            (float(p), float(s))
+            for p, s in zip(
+                doc.get("null_output_p_values") or (),
+                doc.get("null_output_statistics") or (),
+                strict=True,
+            )
+        )
+        if outputs and len(outputs) != len(null):
+            raise ValueError("the output null checks must match the input ones in number")
+        if not all(0 < p <= 1 for p, _ in null + outputs):
             raise ValueError("a null p-value is outside (0, 1]")
         return Calibration(
             detector=str(doc["detector"]),
@@ -218,6 +275,7 @@ def from_json(data: bytes) -> Calibration:
             feature_names=tuple(str(name) for name in doc.get("feature_names") or ()),
             held_out_rows=int(doc.get("held_out_rows", 0)),
             seed=int(doc.get("seed", 0)),
+            null_outputs=outputs,
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a calibration.json: {exc!r}") from None

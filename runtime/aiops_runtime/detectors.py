@@ -9,9 +9,10 @@ mean and standard deviation). Two engines implement the ``mmd`` test:
 - ``alibi``: alibi-detect's ``MMDDrift`` (Business Source License 1.1 from 0.11.5 on). It is
   imported only when selected, so the native engine never loads alibi-detect, TensorFlow or PyTorch.
 
-``ks`` is a per-feature Kolmogorov-Smirnov test with a Bonferroni correction. (alibi-detect's online
-detectors were offered once and removed: untested, and configuring them at their defaults took more
-than 10 minutes; issue 14.)
+``ks`` is a per-feature Kolmogorov-Smirnov test with a Bonferroni correction. ``OutputKS`` tests
+the model's predicted class probabilities instead of the inputs (``drift.target``). (alibi-detect's
+online detectors were offered once and removed: untested, and configuring them at their defaults
+took more than 10 minutes; issue 14.)
 """
 
 from __future__ import annotations
@@ -236,6 +237,45 @@ class AlibiMMD:
             raise ValueError("the mmd test needs at least 2 window rows")
         p_value, mmd2, _ = self._detector.score(np.asarray(window, dtype=np.float32))
         return TestResult(p_value=float(p_value), statistic=float(mmd2))
+
+
+# Decimals kept of a predicted probability before the output test ranks it: a BLAS kernel's
+# last-bit differences must not reorder two probabilities (the calibration's bytes are pinned),
+# and saturated probabilities (1 - 1e-12 against 1 - 2e-12) carry no distributional signal.
+PROBABILITY_DECIMALS = 6
+
+
+def probability_columns(proba: np.ndarray) -> np.ndarray:
+    """The probability columns an output test compares: for two classes the last one (the other
+    is its complement), otherwise every class; rounded to PROBABILITY_DECIMALS."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"expected class probabilities (rows x classes), got {proba.shape}")
+    columns = proba[:, 1:] if proba.shape[1] == 2 else proba
+    return np.round(columns, PROBABILITY_DECIMALS)
+
+
+class OutputKS:
+    """Black-box shift detection on the model's outputs (BBSD; Rabanser, Günnemann & Lipton,
+    "Failing Loudly", NeurIPS 2019, found it among the strongest single tests): a two-sample
+    Kolmogorov-Smirnov test per class probability against the reference rows' predictions,
+    Bonferroni over the columns. The statistic is the largest KS distance (it breaks ties of the
+    calibration's null p-values)."""
+
+    name = "ks-outputs"
+
+    def __init__(self, reference_proba: np.ndarray) -> None:
+        """Keep the reference's predicted probabilities (rows x classes)."""
+        self.reference = probability_columns(reference_proba)
+
+    def test(self, window_proba: np.ndarray) -> TestResult:
+        """The Bonferroni-corrected minimum p-value over the probability columns."""
+        result = stats.ks_2samp(self.reference, probability_columns(window_proba), axis=0)
+        p_values = np.nan_to_num(np.atleast_1d(result.pvalue), nan=1.0)
+        return TestResult(
+            p_value=min(1.0, float(p_values.min()) * self.reference.shape[1]),
+            statistic=float(np.nanmax(np.atleast_1d(result.statistic))),
+        )
 
 
 def alibi_backend() -> str:

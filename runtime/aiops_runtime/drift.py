@@ -10,8 +10,10 @@ Each check's p-value combines two tests (weighted Bonferroni, so the false-flag 
 at most the threshold): the detector on the window's *distinct* rows (exact duplicates, such as a
 client resending one sample, say nothing about a distribution and would fake a drift), and a count
 of rows outside the reference's support (duplicates counted, so a burst of one out-of-range vector
-is caught). A drift *event* is raised when ``consecutive`` checks in a row flag; it clears after a
-clean check.
+is caught). With ``drift.target`` outputs (or both) the check tests the model's predicted
+probabilities of the window's rows against the reference rows' (``OutputKS``; the worker scores
+the window, the request path does not change), and both combine by Bonferroni. A drift *event*
+is raised when ``consecutive`` checks in a row flag; it clears after a clean check.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from aiops_runtime import metrics
-from aiops_runtime.calibration import Calibration, EventRule, event_rule
+from aiops_runtime.calibration import Calibration, EventRule, bonferroni, event_rule
 from aiops_runtime.detectors import (
+    OutputKS,
     SupportCheck,
     WindowDetector,
     alibi_available,
@@ -124,6 +128,7 @@ class DriftMonitor:
         detector: WindowDetector | None = None,
         feature_names: list[str] | None = None,
         calibration: Calibration | None = None,
+        predict: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """Standardize the reference and prepare the detector; raises ValueError on bad input.
 
@@ -131,12 +136,14 @@ class DriftMonitor:
         the config names until the config's detector settings change. ``feature_names`` (from
         the training artifacts) name the features in attributions; without them ``f0..fN``.
         ``calibration`` (calibration.json) turns on the calibrated rule where it covers the
-        settings.
+        settings. ``predict`` (the model's ``predict_proba``) enables ``target`` outputs and both.
         """
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
             raise ValueError("the reference must be a finite 2-D array with at least 2 rows")
-        _require_alibi_if_needed(config)
+        self._outputs = OutputKS(predict(reference)) if predict is not None else None
+        self._predict = predict
+        self._check_supported(config)
         self.model_name = model_name
         self.features = reference.shape[1]
         self.mean, self._transform = reference_transform(reference)
@@ -232,7 +239,7 @@ class DriftMonitor:
                 return
             try:
                 merged = DriftConfig.model_validate(merged.model_dump())
-                _require_alibi_if_needed(merged)
+                self._check_supported(merged)
             except ValueError as exc:
                 log.error("drift config refused, keeping the last good one: %s", exc)
                 return
@@ -240,7 +247,11 @@ class DriftMonitor:
             if merged.window_size != old.window_size:
                 self._resize(merged.window_size)
             rule, calibration_state = self._event_rule(merged)
-            if _detector_key(merged) != _detector_key(old) or rule != self._rule:
+            if (
+                _detector_key(merged) != _detector_key(old)
+                or merged.target != old.target
+                or rule != self._rule
+            ):
                 self._streak = 0
             self._config = merged
             self._rule, self._calibration_state = rule, calibration_state
@@ -260,6 +271,7 @@ class DriftMonitor:
             calibration = dict(self._calibration_state)
         return {
             "model": self.model_name,
+            "target": config.target,
             "detector": config.detector,
             "engine": effective_engine(config),
             "p_value_threshold": config.p_value_threshold,
@@ -322,19 +334,31 @@ class DriftMonitor:
         check_ms = (time.perf_counter() - started) * 1000
         return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
 
-    def score(self, raw: np.ndarray) -> tuple[float, float]:
-        """The raw (uncalibrated) p-value and statistic of one window of raw rows, in the calling
-        thread: what a calibration simulates."""
-        p_value, details = self._score(self._config, raw)
-        return p_value, float(details.get("statistic", -np.inf))
+    def score(self, raw: np.ndarray) -> dict[str, tuple[float, float]]:
+        """The raw (uncalibrated) p-value and statistic of each part this monitor can test on one
+        window of raw rows, in the calling thread: what a calibration simulates."""
+        every = "inputs" if self._outputs is None else "both"
+        _, details = self._score(self._config.model_copy(update={"target": every}), raw)
+        scores: dict[str, tuple[float, float]] = details["scores"]
+        return scores
+
+    def _check_supported(self, config: DriftConfig) -> None:
+        _require_alibi_if_needed(config)
+        if config.target != "inputs" and self._outputs is None:
+            raise ValueError(
+                f"drift target {config.target!r} needs the model's predictions, and this monitor"
+                " has no model"
+            )
 
     def _event_rule(self, config: DriftConfig) -> tuple[EventRule | None, dict[str, Any]]:
         """The calibrated rule for these settings, or None and the reason it runs uncalibrated."""
         if self._calibration is None:
             reason = "no calibration artifact configured (CALIBRATION_URI or MODEL_DIR)"
             return None, {"status": "uncalibrated", "reason": reason}
-        gap = self._calibration.covers(config.detector, config.window_size, config.permutations)
-        if not gap and effective_engine(config) != "native":
+        gap = self._calibration.covers(
+            config.detector, config.window_size, config.permutations, config.target
+        )
+        if not gap and config.target != "outputs" and effective_engine(config) != "native":
             gap = "the calibration was simulated with the native engine"
         if gap:
             # Recalibrating needs held-out rows, which the runtime does not have: say so.
@@ -346,6 +370,7 @@ class DriftMonitor:
             config.check_every,
             config.window_size,
             config.false_alarm_rows,
+            config.target,
         )
         return rule, {
             "status": "calibrated",
@@ -362,31 +387,54 @@ class DriftMonitor:
         return self._rule.consecutive if self._rule is not None else config.consecutive
 
     def _score(self, config: DriftConfig, raw: np.ndarray) -> tuple[float, dict[str, Any]]:
+        """The check's raw p-value (Bonferroni over the target's parts) and its details, with
+        each part's p-value and statistic (``scores``) for the calibration."""
+        details: dict[str, Any] = {}
+        scores: dict[str, tuple[float, float]] = {}
+        if config.target != "outputs":
+            scores["inputs"] = self._score_inputs(config, raw, details)
+        if config.target != "inputs":
+            scores["outputs"] = self._score_outputs(raw)
+            details["p_value_outputs"] = scores["outputs"][0]
+        details["scores"] = scores
+        return bonferroni([p for p, _ in scores.values()]), details
+
+    def _score_inputs(
+        self, config: DriftConfig, raw: np.ndarray, details: dict[str, Any]
+    ) -> tuple[float, float]:
         detector = self._ensure_detector(config)
         window = self.standardize(raw)
         outside = self._support.outside(window)
         p_support = self._support.p_value(outside, len(window))
-        details: dict[str, Any] = {"outside_support": outside, "p_value_support": p_support}
+        details.update(outside_support=outside, p_value_support=p_support)
         distinct = np.unique(window, axis=0)
         details["distinct_rows"] = len(distinct)
         p_test = 1.0
+        statistic = -np.inf
         if len(distinct) >= MIN_DISTINCT_ROWS:
             result = detector.test(distinct)
             p_test = float(result.p_value)
-            details["statistic"] = result.statistic
+            statistic = details["statistic"] = result.statistic
         details["p_value_test"] = p_test
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
-        return p_value, details
+        return p_value, statistic
+
+    def _score_outputs(self, raw: np.ndarray) -> tuple[float, float]:
+        assert self._outputs is not None  # _check_supported
+        assert self._predict is not None
+        result = self._outputs.test(self._predict(raw))
+        return result.p_value, result.statistic
 
     def _test(
         self, config: DriftConfig, raw: np.ndarray
     ) -> tuple[bool, float | None, dict[str, Any]]:
         p_value, details = self._score(config, raw)
+        scores = details.pop("scores")
         with self._state_lock:
             rule, calibration = self._rule, self._calibration
         if rule is not None and calibration is not None:
             details["p_value_raw"] = p_value
-            p_value = calibration.decision_p(p_value, details.get("statistic", -np.inf))
+            p_value = calibration.combined_decision_p(scores)
         flagged = p_value < config.p_value_threshold
         # Only flagged checks pay for the per-feature tests: a clean window names nothing.
         details["drifted_features"] = (

@@ -97,6 +97,7 @@ def build_drift(
             model_name=settings.model_name,
             feature_names=loaded.feature_names,
             calibration=loaded.calibration,
+            predict=loaded.model.estimator.predict_proba,
         )
     except Exception as exc:  # a drift failure must not take predictions down with it
         log.exception("drift detection is off: the monitor failed to start")

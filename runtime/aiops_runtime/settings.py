@@ -14,6 +14,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Detector = Literal["mmd", "ks"]
+# What a check tests: the request rows, the model's predicted class probabilities, or both.
+DriftTarget = Literal["inputs", "outputs", "both"]
 # One false drift event a week at 100 req/s: 100 x 86,400 x 7 rows.
 DEFAULT_FALSE_ALARM_ROWS = 60_480_000
 # Below this the budget means a false event every few minutes at 100 req/s: a typo, not a wish.
@@ -32,6 +34,10 @@ class DriftConfig(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
+    target: DriftTarget = Field(
+        "inputs",
+        description="What each check tests: the inputs, the model's outputs, or both.",
+    )
     detector: Detector = Field("mmd", description="Statistical test run on each window.")
     engine: Engine = Field("native", description="Implementation of the mmd test.")
     p_value_threshold: float = Field(
@@ -178,6 +184,9 @@ class RuntimeSettings(BaseSettings):
     )
 
     drift_enabled: bool = Field(True, description="Run drift detection in the background.")
+    drift_target: DriftTarget = Field(
+        "inputs", description="Initial drift target: inputs, outputs (predictions) or both."
+    )
     drift_detector: Detector = Field("mmd", description="Initial drift test (see DriftConfig).")
     drift_engine: Engine = Field(
         "native", description="mmd implementation: native (NumPy) or alibi (alibi-detect)."
@@ -208,6 +217,7 @@ class RuntimeSettings(BaseSettings):
     def initial_drift_config(self) -> DriftConfig:
         """The drift settings given by the environment, before any config file is read."""
         return DriftConfig(
+            target=self.drift_target,
             detector=self.drift_detector,
             engine=self.drift_engine,
             p_value_threshold=self.drift_p_threshold,

@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -144,12 +145,15 @@ def calibrate(
     feature_names: list[str],
     checks: int = calibration.NULL_CHECKS,
     seed: int = 0,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> calibration.Calibration:
     """The null distribution of the drift check for this reference: ``checks`` windows of
-    held-out rows (none in the reference) through the runtime's own monitor and settings."""
+    held-out rows (none in the reference) through the runtime's own monitor and settings.
+    With ``predict`` (the model's predict_proba) the output test is simulated on the same
+    windows, for ``drift.target`` outputs and both."""
     from aiops_runtime.drift import DriftMonitor
 
-    monitor = DriftMonitor(reference, config, seed=seed)
+    monitor = DriftMonitor(reference, config, seed=seed, predict=predict)
     # One BLAS thread, as the runtime's worker: threaded BLAS busy-waits on small matrices.
     with threadpool_limits(limits=1, user_api="blas"):
         null = calibration.simulate(monitor.score, held_out, config.window_size, checks, seed)
@@ -157,7 +161,8 @@ def calibrate(
         detector=config.detector,
         window_size=config.window_size,
         permutations=config.permutations,
-        null=null,
+        null=null["inputs"],
+        null_outputs=null.get("outputs", ()),
         feature_names=tuple(feature_names),
         held_out_rows=len(held_out),
         seed=seed,
@@ -214,7 +219,15 @@ def train(
     reference_bytes = _npy_bytes(np.ascontiguousarray(x_train, dtype=np.float64))
     # With the runtime's default drift settings, which the example deploys.
     calibration_bytes = calibration.to_json(
-        calibrate(x_train, x_test, DriftConfig(), feature_names, calibration_checks, seed)
+        calibrate(
+            x_train,
+            x_test,
+            DriftConfig(),
+            feature_names,
+            calibration_checks,
+            seed,
+            predict=model.predict_proba,
+        )
     )
     metrics_bytes = _json_bytes(metrics)
     manifest = {

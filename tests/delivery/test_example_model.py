@@ -97,7 +97,8 @@ def test_the_shipped_model_scores_the_held_out_rows_as_its_metrics_record(
 def test_the_shipped_calibration_is_the_simulation_of_the_shipped_reference(
     example_model_dir: Path,
 ) -> None:
-    """calibration.json is byte-stable: recomputing it here (any BLAS) gives the pinned bytes."""
+    """calibration.json is byte-stable: recomputing it here (any BLAS) gives the pinned bytes,
+    the output test's null checks (on the shipped model's predictions) included."""
     from aiops_runtime.calibration import to_json
     from aiops_runtime.settings import DriftConfig
     from aiops_runtime.train import calibrate
@@ -109,5 +110,8 @@ def test_the_shipped_calibration_is_the_simulation_of_the_shipped_reference(
     )
     assert np.array_equal(x_train, np.load(example_model_dir / "reference.npy"))
     names = [str(name) for name in data.feature_names]
-    again = to_json(calibrate(x_train, x_test, DriftConfig(), names, seed=42))
+    estimator = load_artifacts(RuntimeSettings(model_dir=example_model_dir)).model.estimator
+    again = to_json(
+        calibrate(x_train, x_test, DriftConfig(), names, seed=42, predict=estimator.predict_proba)
+    )
     assert again == (example_model_dir / "calibration.json").read_bytes()

@@ -12,7 +12,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
 from aiops_runtime.drift import DriftMonitor
-from aiops_runtime.train import TEST_FRACTION
+from aiops_runtime.train import TEST_FRACTION, build_model
 
 # The seed runbook's sample request (in distribution) and its drift-provoking vector.
 RUNBOOK_SAMPLE = np.array(
@@ -38,6 +38,8 @@ class Split:
 
     reference: np.ndarray
     held_out: np.ndarray
+    reference_labels: np.ndarray
+    held_out_labels: np.ndarray
 
 
 # What the `make_monitor` fixture gives: DriftMonitor(reference, DriftConfig(**config)).
@@ -48,7 +50,15 @@ MonitorFactory = Callable[..., DriftMonitor]
 def training_split() -> Split:
     """train.py's split with its default seed 42 (the `split` fixture)."""
     data = load_breast_cancer()
-    x_train, x_test = train_test_split(
-        data.data, test_size=TEST_FRACTION, random_state=42, stratify=data.target
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=TEST_FRACTION, random_state=42, stratify=data.target
     )
-    return Split(reference=x_train, held_out=x_test)
+    return Split(x_train, x_test, y_train, y_test)
+
+
+@cache
+def training_model() -> Callable[[np.ndarray], np.ndarray]:
+    """predict_proba of train.py's model fitted on the training split (for output drift)."""
+    split = training_split()
+    model = build_model(42).fit(split.reference, split.reference_labels)
+    return model.predict_proba  # type: ignore[no-any-return]

@@ -66,6 +66,28 @@ async def test_predict_keeps_answering_with_drift_on_and_drift_reports_checks(
     assert state.drift._thread is None, "the monitor's worker is stopped on shutdown"
 
 
+async def test_the_served_model_scores_the_window_for_target_both(
+    make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
+) -> None:
+    settings = make_settings(
+        drift_enabled=True, drift_target="both", drift_window_size=50, drift_check_every=50
+    )
+    rows = reference_rows(example_model_dir, 50)
+    async with app_client(settings) as client:
+        for row in rows.tolist():
+            assert (await client.post("/predict", json={"features": row})).status_code == 200
+        for _ in range(500):
+            body = (await client.get("/drift")).json()
+            if body["checks"] >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert body["target"] == "both"
+        assert body["checks"] >= 1
+        # Rows of the reference itself: neither the inputs nor the predictions moved.
+        assert body["last_p_value"] > 0.05
+        assert body["drift"] is False
+
+
 async def test_drift_without_reference_is_reported_off(
     make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
 ) -> None:
