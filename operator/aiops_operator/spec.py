@@ -285,7 +285,7 @@ class DriftSpec(_Model):
     )
 
     target: DriftTarget = Field(
-        "inputs",
+        "both",
         description=(
             "What each check tests: inputs (the request rows, with detector), outputs (the"
             " model's predicted class probabilities against the reference rows' predictions,"

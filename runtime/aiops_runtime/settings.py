@@ -34,6 +34,8 @@ class DriftConfig(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
+    # Absent means inputs: what a drift ConfigMap written before drift.target existed meant. The
+    # ModelService (spec.drift.target) and a standalone runtime (DRIFT_TARGET) default to both.
     target: DriftTarget = Field(
         "inputs",
         description="What each check tests: the inputs, the model's outputs, or both.",
@@ -185,7 +187,7 @@ class RuntimeSettings(BaseSettings):
 
     drift_enabled: bool = Field(True, description="Run drift detection in the background.")
     drift_target: DriftTarget = Field(
-        "inputs", description="Initial drift target: inputs, outputs (predictions) or both."
+        "both", description="Initial drift target: inputs, outputs (predictions) or both."
     )
     drift_detector: Detector = Field("mmd", description="Initial drift test (see DriftConfig).")
     drift_engine: Engine = Field(

@@ -161,3 +161,57 @@ def test_a_small_run_prints_the_promised_keys_as_its_last_line(
     assert result["detect_prob_S5"] == 1.0
     assert result["calibrated_consecutive"] == [5]
     assert 0 < result["calibration_s"] < 60
+
+
+def _load_alibi_online() -> ModuleType:
+    path = BENCH.parent / "drift_alibi_online.py"
+    spec = importlib.util.spec_from_file_location("drift_alibi_online", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FiresEvery:
+    """A stand-in online detector that fires on every n-th row since its last reset."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen, self.resets = n, 0, 0
+
+    def predict(self, row: np.ndarray, return_test_stat: bool = False) -> dict:
+        self.seen += 1
+        return {"data": {"is_drift": self.seen % self.n == 0}}
+
+    def reset_state(self) -> None:
+        self.seen, self.resets = 0, self.resets + 1
+
+
+def test_alibi_online_counts_false_detections_resetting_after_each() -> None:
+    online = _load_alibi_online()
+    detector = _FiresEvery(7)
+    assert online.false_detections(detector, np.zeros((50, 3))) == 7
+    assert detector.resets == 7
+    assert online.first_detection(_FiresEvery(4), np.zeros((10, 3))) == 4
+    assert online.first_detection(_FiresEvery(40), np.zeros((10, 3))) is None
+
+
+def test_alibi_online_summary_scales_false_detections_to_a_day_at_100_rps() -> None:
+    online = _load_alibi_online()
+    results = [
+        {"configure_s": 3.0, "per_row_ms": 2.0, "false": 1, "rows": 1000, "delays": {"S2": 5.0}},
+        {"configure_s": 9.0, "per_row_ms": 4.0, "false": 3, "rows": 1000, "delays": {"S2": 900.0}},
+    ]
+    out = online.summary(results, ["S2"])
+    assert out["alibi_online_false_events_per_day_mean"] == 17280.0  # 2 per 1,000 rows x 8.64M
+    assert out["alibi_online_false_events_per_day_max"] == 25920.0
+    assert out["alibi_online_configure_s"] == 9.0
+    assert out["alibi_online_detect_prob_S2"] == 0.5  # 900 rows is past DETECT_WITHIN
+    assert "604,800,000" in online.infeasible_note(60_480_000)
+
+
+def test_the_alibi_online_figures_say_why_they_are_missing(tmp_path: Path) -> None:
+    missing = bench.alibi_online_figures(str(tmp_path / "python"), [], 60, 60_480_000)
+    assert "missing" in missing["alibi_online_note"]
+    failed = bench.alibi_online_figures(sys.executable, ["--no-such-flag"], 60, 60_480_000)
+    assert failed["alibi_online_note"].startswith("exit 2")

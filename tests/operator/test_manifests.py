@@ -128,7 +128,7 @@ def test_runtime_env_carries_the_model_and_leaves_drift_settings_to_the_configma
 def test_configmap_holds_the_drift_settings_with_camelcase_keys() -> None:
     data = children(spec())["ConfigMap"]["data"]
     assert json.loads(data["drift.json"]) == {
-        "target": "inputs",
+        "target": "both",
         "detector": "mmd",
         "pValueThreshold": 0.01,
         "windowSize": 100,

@@ -35,10 +35,11 @@ def test_minimal_spec_gets_runtime_defaults() -> None:
     spec = ModelServiceSpec.model_validate(
         {"image": "img:1", "model": {"uri": "file:///m.skops", "sha256": "a" * 64}}
     )
-    # The CRD's defaults are the runtime's own (chosen by bench/drift_bench.py).
-    from aiops_runtime.settings import DriftConfig
+    # The CRD's defaults are the runtime's own (chosen by bench/drift_bench.py), as a runtime
+    # started without drift settings in its environment runs them.
+    from aiops_runtime.settings import RuntimeSettings
 
-    runtime_defaults = DriftConfig().model_dump(by_alias=True)
+    runtime_defaults = RuntimeSettings().initial_drift_config().model_dump(by_alias=True)
     config = spec.drift.runtime_config()
     assert config == {key: runtime_defaults[key] for key in config}
     assert config["windowSize"] == 100
