@@ -124,9 +124,13 @@ def census(kube: Kube, plurals: list[str], expected: dict[str, Spec]) -> Census:
             off.stuck.append(f"{name} still there")
         if meta.get("finalizers"):
             off.stuck.append(f"{name} finalizers {meta['finalizers']}")
-        ready = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Ready")
-        if status.get("observedGeneration") != meta["generation"] or ready != "True":
-            off.stale.append(f"{name} not Ready at generation {meta['generation']}")
+        ready = {c["type"]: c for c in status.get("conditions") or []}.get("Ready") or {}
+        observed = status.get("observedGeneration")
+        if observed != meta["generation"] or ready.get("status") != "True":
+            off.stale.append(
+                f"{name} not Ready at generation {meta['generation']} (observed {observed},"
+                f" Ready {ready.get('status')} {ready.get('reason')}: {ready.get('message')})"
+            )
     off.lost += [f"{name} ModelService" for name in expected if name not in live]
     uids = {name: ms["metadata"]["uid"] for name, ms in live.items() if name in expected}
     selector = ",".join(plurals)
