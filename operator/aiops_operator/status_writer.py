@@ -147,7 +147,7 @@ class StatusWriter:
         """Patch what `compute(current status)` returns (nothing when it returns nothing);
         returns the patch written, None when nothing was (or the object is gone or going).
 
-        Raises the API client's errors except 404 (deleted meanwhile)."""
+        Raises the API client's errors except those of an object deleted or replaced meanwhile."""
         await self.state.children_first.wait_turn()
         async with self._locks[key]:
             ms = self.state.modelservices.get(key)
