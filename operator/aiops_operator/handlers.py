@@ -158,6 +158,11 @@ async def remember_modelservice(
     apply the children of a generation not applied yet (`_apply_at_first_sight`)."""
     key = (namespace or "", name)
     if type == "DELETED":
+        facts = memo.state.modelservices.get(key)
+        if facts is not None and facts["uid"] != body.metadata.uid:
+            # Kopf handles each uid apart, so the events of a re-created namesake may come
+            # first: the deletion of the old object must not erase what is known of the new.
+            return
         memo.state.forget(key)
         memo.status.forget(key)
         operator_metrics.forget(*key)
@@ -390,12 +395,17 @@ def _owner_key(body: kopf.Body, namespace: str) -> Key | None:
 async def on_child_event(
     type: str, body: kopf.Body, namespace: str | None, memo: Operator, **_: Any
 ) -> None:
-    """Track a child; restore it if deleted or edited; refresh status on Deployment changes."""
+    """Track a child (by uid); restore it if deleted or edited; refresh status on Deployment
+    changes."""
     key = _owner_key(body, namespace or "")
     if key is None:
         return
-    kind = body.get("kind") or ""
-    memo.state.present[(key, kind)] = type != "DELETED"
+    kind, uid = body.get("kind") or "", body.metadata.uid
+    if type == "DELETED" and memo.state.present.get((key, kind)) not in (uid, None):
+        # An older child of this name: Kopf handles each uid apart, so the events of its
+        # successor (a restore, the child of a re-created owner) may come first.
+        return
+    memo.state.present[(key, kind)] = None if type == "DELETED" else uid
     if kind == "Deployment":
         if type == "DELETED":
             memo.state.deployments.pop(key, None)
@@ -424,7 +434,7 @@ async def _restore_if_needed(
         return
     try:
         async with gate.child_write():
-            await client.apply(desired)
+            live = await client.apply(desired)
     except KubeApiError as err:
         if err.kind_terminating:  # e.g. the Prometheus Operator's CRDs being uninstalled
             log.info(
@@ -434,6 +444,11 @@ async def _restore_if_needed(
         elif not err.namespace_terminating:  # namespace deletion removes children: let it
             log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
+    # The answer is the live child: after a late event of an older one of this name it may be
+    # the only word on it (an apply that changes nothing makes no watch event).
+    op.state.present[(key, kind)] = (live.get("metadata") or {}).get("uid")
+    if kind == "Deployment":
+        op.state.deployments[key] = status_facts(live)
     log.info("restored a child to the ModelService's desired state", extra=_ref(key, kind))
 
 

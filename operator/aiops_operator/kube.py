@@ -183,14 +183,36 @@ class KubeClient:
             raise
         return True
 
-    async def patch_status(
-        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    async def write_status(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        uid: str,
+        status: dict[str, Any],
     ) -> dict[str, Any]:
-        """JSON merge patch of the status subresource (only the keys given change)."""
+        """Replace the status of the object `name` if it still has this uid (else 422).
+
+        A JSON Patch whose first operation tests metadata.uid: the status subresource ignores
+        metadata in a merge patch, so a write meant for a deleted object would otherwise land on
+        a new object of the same name, where nothing would ever correct it.
+        """
         path = resource_path(api_version, PLURALS[kind], namespace, name, "status")
+        operations = [
+            {"op": "test", "path": "/metadata/uid", "value": uid},
+            {"op": "add", "path": "/status", "value": status},
+        ]
         return await self.request(
-            "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
+            "PATCH", path, body=operations, content_type="application/json-patch+json"
         )
+
+    async def uid_of(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
+        """The uid of the object `name` now, None if there is none (a list: RBAC has no get)."""
+        path = resource_path(api_version, PLURALS[kind], namespace)
+        answer = await self.request("GET", path, params={"fieldSelector": f"metadata.name={name}"})
+        items = answer.get("items") or []
+        return str(items[0]["metadata"]["uid"]) if items else None
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `api_version` (discovery)."""

@@ -127,7 +127,7 @@ class State:
     # Per ModelService: uid, generation, deleting, and the status as last seen or written.
     modelservices: dict[Key, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    present: dict[tuple[Key, str], bool] = field(default_factory=dict)
+    present: dict[tuple[Key, str], str | None] = field(default_factory=dict)  # child uid
     servicemonitors: tuple[float, bool] | None = None
     discovery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     children_first: ChildrenFirst = field(default_factory=ChildrenFirst)

@@ -1,8 +1,8 @@
 """The one writer of ModelService status.
 
-Only here is a status patched: serialised per ModelService (one lock each), as a JSON merge
-patch, merged into the status cache (`State.modelservices`) once written, and after the child
-writes in flight (`ChildrenFirst`). Two ways in:
+Only here is a status patched: serialised per ModelService (one lock each), merged into the
+status cache (`State.modelservices`) and written whole onto the object of that uid (never onto a
+re-created one of the same name), after the child writes in flight (`ChildrenFirst`). Two ways in:
 - `publish`: the status derived from what the operator knows (`derive_status`: observedGeneration,
   Ready/Progressing/Degraded, replicas, endpoint, digest, threshold), coalesced: Deployment
   status moves in quick steps, so one write a moment later covers the whole step;
@@ -147,7 +147,7 @@ class StatusWriter:
         """Patch what `compute(current status)` returns (nothing when it returns nothing);
         returns the patch written, None when nothing was (or the object is gone or going).
 
-        Raises the API client's errors except 404 (deleted meanwhile)."""
+        Raises the API client's errors except those of an object deleted or replaced meanwhile."""
         await self.state.children_first.wait_turn()
         async with self._locks[key]:
             ms = self.state.modelservices.get(key)
@@ -159,11 +159,18 @@ class StatusWriter:
             return patch if await self._patch(key, ms, patch) else None
 
     async def _patch(self, key: Key, ms: dict[str, Any], patch: dict[str, Any]) -> bool:
+        # The whole status, merged here, written only onto the object of this uid: after a
+        # delete and a re-create of the same name the old object's writes must not land on
+        # the new one (its cache would not know, and its status would never be corrected).
+        status = merge_patch(ms["status"], patch)
+        client = self.state.client()
         try:
-            await self.state.client().patch_status(API_VERSION, KIND, key[0], key[1], patch)
+            await client.write_status(API_VERSION, KIND, key[0], key[1], ms["uid"], status)
         except KubeApiError as err:
             if err.status == 404:  # deleted meanwhile
                 return False
+            if err.status == 422 and await client.uid_of(API_VERSION, KIND, *key) != ms["uid"]:
+                return False  # replaced meanwhile by a new object of the same name
             raise
-        ms["status"] = merge_patch(ms["status"], patch)
+        ms["status"] = status
         return True

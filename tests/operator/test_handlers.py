@@ -1,4 +1,5 @@
-"""handlers.py without a cluster: Kopf's connection pool, the ModelService status cache."""
+"""handlers.py without a cluster: Kopf's connection pool, the ModelService status cache, the
+child and ModelService caches across a delete and re-create of the same name."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from aiops_operator.handlers import kopf_connection_limit, remember_modelservice
+from aiops_operator.handlers import kopf_connection_limit, on_child_event, remember_modelservice
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import Outcome
@@ -59,3 +60,43 @@ def test_a_late_watch_event_does_not_bring_back_a_status_the_operator_already_re
     assert memo.state.modelservices[KEY]["status"] == newer
     event("u2", stale)  # deleted and created again under the same name: a new object
     assert memo.state.modelservices[KEY]["status"] == stale
+
+
+def _modelservice_event(memo: Operator, type: str, uid: str) -> None:
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": uid, "generation": 1}
+    body = kopf.Body({"metadata": meta, "spec": {}, "status": {}})
+    asyncio.run(
+        remember_modelservice(type=type, body=body, namespace=KEY[0], name=KEY[1], memo=memo)
+    )
+
+
+def test_the_deletion_of_an_old_object_seen_late_keeps_what_is_known_of_its_namesake() -> None:
+    """Kopf handles each uid apart: the re-created ModelService's events may come before the
+    old one's DELETED."""
+    memo = Operator.create(OperatorSettings())
+    memo.state.outcomes[KEY] = Outcome(1, "u2", applied=True)  # no first-sight apply
+    _modelservice_event(memo, "ADDED", "u2")
+    _modelservice_event(memo, "DELETED", "u1")
+    assert memo.state.modelservices[KEY]["uid"] == "u2"
+    assert memo.state.outcomes[KEY].uid == "u2"
+    _modelservice_event(memo, "DELETED", "u2")
+    assert KEY not in memo.state.modelservices
+    assert KEY not in memo.state.outcomes
+
+
+def test_the_deletion_of_an_older_child_seen_late_keeps_its_successors_deployment() -> None:
+    memo = Operator.create(OperatorSettings())
+
+    def event(type: str, uid: str) -> None:
+        labels = {"app.kubernetes.io/instance": KEY[1]}
+        meta = {"name": KEY[1], "namespace": KEY[0], "uid": uid, "labels": labels}
+        body = kopf.Body({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta})
+        asyncio.run(on_child_event(type=type, body=body, namespace=KEY[0], memo=memo))
+
+    event("ADDED", "d2")
+    event("DELETED", "d1")
+    assert KEY in memo.state.deployments
+    assert memo.state.present[KEY, "Deployment"] == "d2"
+    event("DELETED", "d2")
+    assert KEY not in memo.state.deployments
+    assert memo.state.present[KEY, "Deployment"] is None

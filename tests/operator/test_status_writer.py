@@ -17,22 +17,28 @@ KEY = ("ns", "ms")
 
 
 class FakeKube:
-    """patch_status only: records each patch, optionally slowly or failing with a status."""
+    """write_status only: records each status written onto the object of `uid` (else 422, as a
+    JSON Patch's failed uid test), optionally slowly or failing with a status."""
 
-    def __init__(self, delay: float = 0.0, fail: int | None = None) -> None:
+    def __init__(self, delay: float = 0.0, fail: int | None = None, uid: str = "u1") -> None:
         self.patches: list[dict[str, Any]] = []
-        self.delay, self.fail = delay, fail
+        self.delay, self.fail, self.uid = delay, fail, uid
         self.in_flight = self.peak = 0
 
-    async def patch_status(self, *_: Any) -> None:
-        patch = _[-1]
+    async def write_status(self, *args: Any) -> None:
+        uid, status = args[-2:]
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         await asyncio.sleep(self.delay)
         self.in_flight -= 1
         if self.fail is not None:
             raise KubeApiError(self.fail, "Failure", "nope")
-        self.patches.append(patch)
+        if uid != self.uid:
+            raise KubeApiError(422, "Invalid", "the server rejected our request")
+        self.patches.append(status)
+
+    async def uid_of(self, *_: Any) -> str:
+        return self.uid
 
 
 def memo_with(kube: FakeKube, status: dict[str, Any] | None = None) -> Operator:
@@ -61,7 +67,7 @@ def test_a_change_is_written_and_merged_into_the_cache() -> None:
         return await memo.status.change(KEY, "u1", lambda s: {"drift": {"lastPValue": 0.01}})
 
     assert asyncio.run(scenario()) == {"drift": {"lastPValue": 0.01}}
-    assert kube.patches == [{"drift": {"lastPValue": 0.01}}]
+    assert kube.patches == [{"drift": {"pValueThreshold": 0.05, "lastPValue": 0.01}}]
     cached = memo.state.modelservices[KEY]["status"]
     assert cached == {"drift": {"pValueThreshold": 0.05, "lastPValue": 0.01}}
 
@@ -88,6 +94,21 @@ def test_a_deleted_object_is_no_error_but_other_api_errors_are_raised() -> None:
     assert asyncio.run(change(FakeKube(fail=404))) is None
     with pytest.raises(KubeApiError, match="nope"):
         asyncio.run(change(FakeKube(fail=500)))
+
+
+def test_a_write_for_a_deleted_object_never_lands_on_a_re_created_one_of_its_name() -> None:
+    kube = FakeKube(uid="u2")  # "ms" was deleted and created again meanwhile
+    memo = memo_with(kube, {"observedGeneration": 2})
+
+    async def change() -> Any:
+        return await memo.status.change(KEY, "u1", lambda s: {"observedGeneration": 3})
+
+    assert asyncio.run(change()) is None
+    assert kube.patches == []
+    assert memo.state.modelservices[KEY]["status"] == {"observedGeneration": 2}
+    kube.uid, kube.fail = "u1", 422  # the same object: a status the API server refused
+    with pytest.raises(KubeApiError, match="nope"):
+        asyncio.run(change())
 
 
 def test_writes_of_one_modelservice_never_overlap() -> None:
