@@ -141,6 +141,8 @@ class Protocol:
 
 PROTOCOLS = {
     "predict": Protocol(lambda row: {"features": row}, lambda doc: doc["probabilities"][0]),
+    # The seed design's /predict answers one row's probabilities unnested.
+    "seed": Protocol(lambda row: {"features": row}, lambda doc: doc["probabilities"]),
     "oip": Protocol(
         lambda row: {"inputs": [_v2_input("features", row)]},
         lambda doc: _v2_output(doc, "probabilities"),
@@ -452,7 +454,7 @@ def start_seed(ctx: Context, port: int) -> Variant:
     command = [str(python), str(BENCH / "runtime_seed_server.py"), "--port", str(port)]
     command += ["--model-dir", str(MODEL_DIR)]
     ready = f"http://127.0.0.1:{port}/readyz"
-    return Variant("", command, {}, ready, "/predict", "predict", error=error)
+    return Variant("", command, {}, ready, "/predict", "seed", error=error)
 
 
 def start_mlserver(ctx: Context, port: int) -> Variant:

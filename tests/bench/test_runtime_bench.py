@@ -42,8 +42,9 @@ def test_oip_bodies_are_valid_infer_requests_for_the_runtime() -> None:
     assert np.array_equal(np.concatenate(decoded), ROWS)
 
 
-def test_predict_bodies_hold_one_row_each() -> None:
-    bodies = [json.loads(b) for b in bench.request_bodies("predict", ROWS)]
+@pytest.mark.parametrize("protocol", ["predict", "seed"])
+def test_predict_bodies_hold_one_row_each(protocol: str) -> None:
+    bodies = [json.loads(b) for b in bench.request_bodies(protocol, ROWS)]
 
     assert [b["features"] for b in bodies] == ROWS.tolist()
 
@@ -74,6 +75,7 @@ def test_kserve_v1_and_bentoml_bodies_are_batches_of_one_row() -> None:
 
 ANSWERS = {
     "predict": {"predictions": ["malignant"], "probabilities": [PROBA]},
+    "seed": {"prediction": 1, "probabilities": PROBA},
     "oip": encode_infer_response("model", "", "r1", np.array([PROBA]), ()),
     "mlserver": {"outputs": [{"name": "predict_proba", "shape": [1, 2], "data": PROBA}]},
     "kserve_v1": {"predictions": [PROBA]},
