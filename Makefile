@@ -161,7 +161,7 @@ test-delivery: install system-deps tools delivery-tools ## Charts, Argo CD, Prom
 # --- benchmarks (print a final JSON line; compare ratios within one run) ------------------------
 
 .PHONY: bench-runtime
-bench-runtime: install system-deps ## Runtime throughput/latency vs floor, seed design and MLServer
+bench-runtime: install system-deps ## Runtime req/s, p99 (/predict, OIP) vs floor, seed, MLServer, KServe, BentoML
 	$(BIN)/python bench/runtime_bench.py
 
 .PHONY: bench-drift

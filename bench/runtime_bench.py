@@ -1,26 +1,37 @@
-"""Runtime throughput and latency vs a floor, the seed design and MLServer (make bench-runtime).
+"""Runtime throughput and latency vs a floor, the seed design and peer model servers
+(make bench-runtime).
 
 Each variant is a real server process pinned to one core; wrk (Debian's package) loads it from
 another core with a rotation of held-out breast-cancer rows (one row per request), c = 1, 16, 64,
 for DURATION seconds each, in ROUNDS alternating rounds (order reversed every other round); figures
-are medians over rounds. Variants:
+are medians over rounds. Every server serves examples/models/breast-cancer (the peers a joblib dump
+of the same skops model) on its own protocol with its default settings, and must answer the first
+row with the model's probabilities before it is measured. Variants (VARIANTS):
 
-  floor      bench/runtime_floor.py: same stack and validation, constant answer
-  drift_on   aiops-runtime serve, drift detection on (the default settings)
-  drift_off  aiops-runtime serve, DRIFT_ENABLED=false
-  seed       bench/runtime_seed_server.py: alibi-detect MMD on the last 100 rows in every request
-  mlserver   MLServer + mlserver-sklearn serving the same model (joblib), V2 inference protocol
+  floor             bench/runtime_floor.py: same stack and validation, constant answer
+  drift_on          aiops-runtime serve, drift detection on (the default settings), POST /predict
+  drift_off         aiops-runtime serve, DRIFT_ENABLED=false
+  oip               aiops-runtime serve, drift on, Open Inference Protocol /v2/models/model/infer
+  seed              bench/runtime_seed_server.py: alibi-detect MMD on the last 100 rows per request
+  mlserver          MLServer + mlserver-sklearn, V2 inference protocol
+  kserve_v1         KServe ModelServer (bench/runtime_kserve_server.py), /v1/models/NAME:predict
+  kserve_v2         the same server, /v2/models/NAME/infer
+  bentoml           BentoML service (bench/runtime_bentoml_service.py), one worker
+  granian_floor     the floor app under Granian instead of uvicorn
+  granian_drift_on  the runtime's app (drift on) under Granian, POST /predict
 
-The seed and MLServer variants run in their own virtualenvs (created under --venv-dir on first use,
-never in the repository's venv). The server's own CPU time per request is reported beside the
-throughput: it is less sensitive than req/s to other load on the machine. The last line printed is
-one JSON object with every figure.
+The peers run in their own virtualenvs (VENV_SPECS, created under --venv-dir on first use, never in
+the repository's venv); one that cannot be built is reported null with the reason. The server's
+own CPU time per request is reported beside the throughput: it is less sensitive than req/s to
+other load on the machine. The last line printed is one JSON object with every figure, the ratios
+of RATIOS and whether each of TARGETS is met.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import shutil
 import signal
@@ -28,13 +39,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +55,17 @@ import numpy as np
 import sklearn
 from sklearn.datasets import load_breast_cancer
 
-from aiops_runtime.train import train
-
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_VENV_DIR = Path.home() / ".cache" / "aiops-quality" / "bench-venvs"
-VARIANTS = ("floor", "drift_on", "drift_off", "seed", "mlserver")
+MODEL_DIR = REPO / "examples" / "models" / "breast-cancer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MLSERVER_MODEL = "breast-cancer"
+PEER_MODEL = "breast-cancer"
+# The runtime's MODEL_NAME default, the {name} of its Open Inference Protocol routes.
+RUNTIME_MODEL = "model"
+# The floor's constant answer.
+FLOOR_PROBA = [0.5, 0.5]
 # Pinned so a rerun measures the same software; uvloop 0.22+ breaks MLServer 1.7's workers.
 VENV_SPECS = {
     "mlserver": [
@@ -67,7 +82,97 @@ VENV_SPECS = {
         "skops",
         f"scikit-learn=={sklearn.__version__}",
     ],
+    "kserve": ["kserve==0.21.0", f"scikit-learn=={sklearn.__version__}"],
+    "bentoml": ["bentoml==1.4.40", f"scikit-learn=={sklearn.__version__}"],
+    "granian": ["granian[uvloop]==2.8.9"],
 }
+# The distributions whose versions the report names, by virtualenv ("ours": the repository's).
+VERSIONS = {
+    "ours": ("aiops-runtime", "fastapi", "uvicorn", "scikit-learn"),
+    "mlserver": ("mlserver", "mlserver-sklearn"),
+    "kserve": ("kserve",),
+    "bentoml": ("bentoml",),
+    "granian": ("granian",),
+}
+# The headline ratios: requests/s at c=16 of the first variant over the second's.
+RATIOS = {
+    "ratio_drift_on_vs_floor_c16": ("drift_on", "floor"),
+    "ratio_vs_kserve_c16": ("drift_on", "kserve_v1"),
+    "ratio_vs_kserve_v2_c16": ("drift_on", "kserve_v2"),
+    "ratio_vs_bentoml_c16": ("drift_on", "bentoml"),
+    "ratio_vs_mlserver_c16": ("drift_on", "mlserver"),
+    "ratio_vs_seed_c16": ("drift_on", "seed"),
+    "ratio_oip_vs_predict_c16": ("oip", "drift_on"),
+    "ratio_oip_vs_kserve_v2_c16": ("oip", "kserve_v2"),
+    "ratio_granian_vs_uvicorn_floor_c16": ("granian_floor", "floor"),
+    "ratio_granian_vs_uvicorn_drift_on_c16": ("granian_drift_on", "drift_on"),
+}
+# Issue 16's targets: report key, comparison, bound.
+TARGETS: dict[str, tuple[Callable[[float, float], bool], float]] = {
+    "ratio_drift_on_vs_floor_c16": (operator.ge, 0.85),
+    "ratio_vs_kserve_c16": (operator.ge, 4.0),
+    "ratio_vs_bentoml_c16": (operator.ge, 10.0),
+    "ratio_vs_mlserver_c16": (operator.ge, 8.0),
+    "ratio_oip_vs_predict_c16": (operator.ge, 0.8),
+    "ratio_oip_vs_kserve_v2_c16": (operator.ge, 4.0),
+    "ratio_p99_drift_on_vs_floor_c64": (operator.le, 1.5),
+    "ready_s": (operator.le, 3.0),
+    "rss_mb": (operator.le, 200.0),
+}
+
+
+def _v2_input(name: str, row: list[float]) -> dict[str, Any]:
+    return {"name": name, "shape": [1, len(row)], "datatype": "FP64", "data": row}
+
+
+def _v2_output(doc: Any, name: str | None = None) -> list[float]:
+    outputs = doc["outputs"]
+    tensor = outputs[0] if name is None else next(o for o in outputs if o["name"] == name)
+    return list(tensor["data"])
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A request body for one row, and where the answer holds its class probabilities."""
+
+    body: Callable[[list[float]], Any]
+    probabilities: Callable[[Any], list[float]]
+
+
+PROTOCOLS = {
+    "predict": Protocol(lambda row: {"features": row}, lambda doc: doc["probabilities"][0]),
+    # The seed design's /predict answers one row's probabilities unnested.
+    "seed": Protocol(lambda row: {"features": row}, lambda doc: doc["probabilities"]),
+    "oip": Protocol(
+        lambda row: {"inputs": [_v2_input("features", row)]},
+        lambda doc: _v2_output(doc, "probabilities"),
+    ),
+    "mlserver": Protocol(
+        lambda row: {"inputs": [_v2_input("input-0", row)], "outputs": [{"name": "predict_proba"}]},
+        _v2_output,
+    ),
+    "kserve_v1": Protocol(lambda row: {"instances": [row]}, lambda doc: doc["predictions"][0]),
+    "kserve_v2": Protocol(lambda row: {"inputs": [_v2_input("input-0", row)]}, _v2_output),
+    "bentoml": Protocol(lambda row: {"features": [row]}, lambda doc: doc[0]),
+}
+
+
+def request_bodies(protocol: str, rows: np.ndarray) -> list[str]:
+    """One JSON body per row, in the protocol's shape."""
+    return [json.dumps(PROTOCOLS[protocol].body(row.tolist())) for row in rows]
+
+
+def answer_error(protocol: str, status: int, body: bytes, expected: list[float]) -> str | None:
+    """Why an answer to the first body is wrong (not 200, or not ``expected``), or None."""
+    if status != 200:
+        return f"answered {status}: {body[:300]!r}"
+    try:
+        got = [float(x) for x in PROTOCOLS[protocol].probabilities(json.loads(body))]
+    except (ValueError, KeyError, IndexError, TypeError, StopIteration) as exc:
+        return f"no probabilities in the answer ({exc!r}): {body[:300]!r}"
+    if len(got) != len(expected) or not np.allclose(got, expected, rtol=0, atol=1e-9):
+        return f"probabilities {got}, expected {expected}"
+    return None
 
 
 def log(message: str) -> None:
@@ -152,9 +257,19 @@ class Variant:
     env: dict[str, str]
     ready_url: str
     path: str
-    bodies: list[str]
+    protocol: str
     cwd: Path | None = None
     error: str | None = None
+    # The answer to the first row when it is not the model's (the floor's constant).
+    constant: list[float] | None = None
+    bodies: list[str] = field(default_factory=list)
+    expected: list[float] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The URL wrk loads."""
+        scheme, _, host = self.ready_url.split("/", 3)[:3]
+        return f"{scheme}//{host}{self.path}"
 
 
 @dataclass
@@ -298,97 +413,223 @@ def drift_state(url: str) -> dict[str, Any]:
     return {key: body.get(key) for key in keys}
 
 
-def build_variants(
-    workdir: Path, model_dir: Path, rows: np.ndarray, venv_dir: Path, names: list[str]
-) -> dict[str, Variant]:
-    """Commands, bodies and readiness URLs of the variants to run."""
-    runtime_bodies = [json.dumps({"features": row.tolist()}) for row in rows]
-    variants: dict[str, Variant] = {}
-    runtime_cli = str(VENV_BIN / "aiops-runtime")
-    for name in names:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        serve = [runtime_cli, "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
-        serve += ["--port", str(port)]
-        if name == "floor":
-            command = [sys.executable, str(BENCH / "runtime_floor.py"), "--port", str(port)]
-            variants[name] = Variant(
-                name, command, {}, f"{base}/readyz", "/predict", runtime_bodies
-            )
-        elif name in ("drift_on", "drift_off"):
-            env = {"DRIFT_ENABLED": "true" if name == "drift_on" else "false"}
-            variants[name] = Variant(name, serve, env, f"{base}/readyz", "/predict", runtime_bodies)
-        elif name == "seed":
-            python, error = ensure_venv(venv_dir, "seed")
-            command = [str(python), str(BENCH / "runtime_seed_server.py"), "--port", str(port)]
-            command += ["--model-dir", str(model_dir)]
-            variants[name] = Variant(
-                name, command, {}, f"{base}/readyz", "/predict", runtime_bodies, error=error
-            )
-        elif name == "mlserver":
-            variants[name] = mlserver_variant(workdir, model_dir, rows, venv_dir, port)
-    return variants
+@dataclass(frozen=True)
+class Context:
+    """What the variants' start functions need: where to write, the model, the virtualenvs."""
+
+    workdir: Path
+    venv_dir: Path
+    joblib_dir: Path
 
 
-def mlserver_variant(
-    workdir: Path, model_dir: Path, rows: np.ndarray, venv_dir: Path, port: int
-) -> Variant:
-    """MLServer serving the model as joblib (what mlserver-sklearn loads) on the V2 protocol."""
-    import joblib
-    import skops.io as sio
+def _runtime(port: int, drift: bool, path: str = "/predict", protocol: str = "predict") -> Variant:
+    command = [str(VENV_BIN / "aiops-runtime"), "serve", "--model-dir", str(MODEL_DIR)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {"DRIFT_ENABLED": "true" if drift else "false", "MODEL_NAME": RUNTIME_MODEL}
+    return Variant("", command, env, f"http://127.0.0.1:{port}/readyz", path, protocol)
 
-    from aiops_runtime.model_store import TRUSTED_TYPES
 
-    python, error = ensure_venv(venv_dir, "mlserver")
-    root = workdir / "mlserver"
-    model_root = root / MLSERVER_MODEL
+def start_floor(ctx: Context, port: int) -> Variant:
+    command = [sys.executable, str(BENCH / "runtime_floor.py"), "--port", str(port)]
+    return Variant(
+        "", command, {}, f"http://127.0.0.1:{port}/readyz", "/predict", "predict",
+        constant=FLOOR_PROBA,
+    )  # fmt: skip
+
+
+def start_drift_on(ctx: Context, port: int) -> Variant:
+    return _runtime(port, drift=True)
+
+
+def start_drift_off(ctx: Context, port: int) -> Variant:
+    return _runtime(port, drift=False)
+
+
+def start_oip(ctx: Context, port: int) -> Variant:
+    return _runtime(port, drift=True, path=f"/v2/models/{RUNTIME_MODEL}/infer", protocol="oip")
+
+
+def start_seed(ctx: Context, port: int) -> Variant:
+    python, error = ensure_venv(ctx.venv_dir, "seed")
+    command = [str(python), str(BENCH / "runtime_seed_server.py"), "--port", str(port)]
+    command += ["--model-dir", str(MODEL_DIR)]
+    ready = f"http://127.0.0.1:{port}/readyz"
+    return Variant("", command, {}, ready, "/predict", "seed", error=error)
+
+
+def start_mlserver(ctx: Context, port: int) -> Variant:
+    """MLServer serving the joblib model (what mlserver-sklearn loads) on the V2 protocol."""
+    python, error = ensure_venv(ctx.venv_dir, "mlserver")
+    root = ctx.workdir / "mlserver"
+    model_root = root / PEER_MODEL
     model_root.mkdir(parents=True, exist_ok=True)
-    model = sio.load(model_dir / "model.skops", trusted=TRUSTED_TYPES)
-    joblib.dump(model, model_root / "model.joblib")
-    (model_root / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": MLSERVER_MODEL,
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "v1"},
-            }
-        )
-    )
-    (root / "settings.json").write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-            }
-        )
-    )
-    bodies = [
-        json.dumps(
-            {
-                "inputs": [
-                    {"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row.tolist()}
-                ],
-                "outputs": [{"name": "predict_proba"}],
-            }
-        )
-        for row in rows
-    ]
+    shutil.copy(ctx.joblib_dir / "model.joblib", model_root / "model.joblib")
+    settings = {
+        "name": PEER_MODEL,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "v1"},
+    }
+    (model_root / "model-settings.json").write_text(json.dumps(settings))
+    server = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+    }
+    (root / "settings.json").write_text(json.dumps(server))
     mlserver = str(python.parent / "mlserver") if python else "mlserver"
     return Variant(
-        "mlserver",
+        "",
         [mlserver, "start", str(root)],
         {},
-        f"http://127.0.0.1:{port}/v2/models/{MLSERVER_MODEL}/ready",
-        f"/v2/models/{MLSERVER_MODEL}/infer",
-        bodies,
+        f"http://127.0.0.1:{port}/v2/models/{PEER_MODEL}/ready",
+        f"/v2/models/{PEER_MODEL}/infer",
+        "mlserver",
         cwd=root,
         error=error,
     )
 
 
-def median(values: list[float | None]) -> float | None:
+def _kserve(ctx: Context, port: int, path: str, protocol: str) -> Variant:
+    python, error = ensure_venv(ctx.venv_dir, "kserve")
+    command = [str(python), str(BENCH / "runtime_kserve_server.py")]
+    command += ["--model_dir", str(ctx.joblib_dir), "--model_name", PEER_MODEL]
+    command += ["--http_port", str(port), "--grpc_port", str(free_port())]
+    ready = f"http://127.0.0.1:{port}/v2/models/{PEER_MODEL}/ready"
+    return Variant("", command, {}, ready, path, protocol, error=error)
+
+
+def start_kserve_v1(ctx: Context, port: int) -> Variant:
+    return _kserve(ctx, port, f"/v1/models/{PEER_MODEL}:predict", "kserve_v1")
+
+
+def start_kserve_v2(ctx: Context, port: int) -> Variant:
+    return _kserve(ctx, port, f"/v2/models/{PEER_MODEL}/infer", "kserve_v2")
+
+
+def start_bentoml(ctx: Context, port: int) -> Variant:
+    python, error = ensure_venv(ctx.venv_dir, "bentoml")
+    bentoml = str(python.parent / "bentoml") if python else "bentoml"
+    command = [bentoml, "serve", "runtime_bentoml_service:BreastCancer"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {"BENCH_MODEL_FILE": str(ctx.joblib_dir / "model.joblib")}
+    ready = f"http://127.0.0.1:{port}/readyz"
+    return Variant("", command, env, ready, "/predict", "bentoml", cwd=BENCH, error=error)
+
+
+def _granian(ctx: Context, port: int, factory: str) -> Variant:
+    """Granian (its virtualenv holds only Granian) serving an app of this repository's venv."""
+    python, error = ensure_venv(ctx.venv_dir, "granian")
+    granian = str(python.parent / "granian") if python else "granian"
+    command = [granian, "--interface", "asgi", "--factory", "--loop", "uvloop", "--workers", "1"]
+    command += ["--no-access-log", "--host", "127.0.0.1", "--port", str(port)]
+    command += [f"runtime_granian_apps:{factory}"]
+    paths = [str(BENCH), str(REPO / "runtime"), sysconfig.get_paths()["purelib"]]
+    env = {"PYTHONPATH": os.pathsep.join(paths), "MODEL_DIR": str(MODEL_DIR)}
+    env |= {"DRIFT_ENABLED": "true", "MODEL_NAME": RUNTIME_MODEL}
+    ready = f"http://127.0.0.1:{port}/readyz"
+    return Variant("", command, env, ready, "/predict", "predict", cwd=BENCH, error=error)
+
+
+def start_granian_floor(ctx: Context, port: int) -> Variant:
+    variant = _granian(ctx, port, "floor_app")
+    variant.constant = FLOOR_PROBA
+    return variant
+
+
+def start_granian_drift_on(ctx: Context, port: int) -> Variant:
+    return _granian(ctx, port, "runtime_app")
+
+
+# The variants, in the order a round starts them (reversed every other round).
+VARIANTS: dict[str, Callable[[Context, int], Variant]] = {
+    "floor": start_floor,
+    "drift_on": start_drift_on,
+    "drift_off": start_drift_off,
+    "oip": start_oip,
+    "seed": start_seed,
+    "mlserver": start_mlserver,
+    "kserve_v1": start_kserve_v1,
+    "kserve_v2": start_kserve_v2,
+    "bentoml": start_bentoml,
+    "granian_floor": start_granian_floor,
+    "granian_drift_on": start_granian_drift_on,
+}
+
+
+def build_variants(ctx: Context, rows: np.ndarray, names: list[str]) -> dict[str, Variant]:
+    """Commands, bodies, readiness URLs and expected first answers of the variants to run."""
+    model = load_model()
+    expected = [float(x) for x in model.predict_proba(rows[:1])[0]]
+    variants: dict[str, Variant] = {}
+    for name in names:
+        variant = VARIANTS[name](ctx, free_port())
+        variant.name = name
+        variant.bodies = request_bodies(variant.protocol, rows)
+        variant.expected = variant.constant or expected
+        variants[name] = variant
+    return variants
+
+
+def load_model() -> Any:
+    """The served model, as the runtime loads it."""
+    import skops.io as sio
+
+    from aiops_runtime.model_store import TRUSTED_TYPES
+
+    return sio.load(MODEL_DIR / "model.skops", trusted=TRUSTED_TYPES)
+
+
+def write_joblib(out: Path) -> Path:
+    """The model as the joblib file the peers' scikit-learn servers load."""
+    import joblib
+
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(load_model(), out / "model.joblib")
+    return out
+
+
+def check_answer(variant: Variant) -> None:
+    """Raise unless the server answers the first body 200 with the expected probabilities."""
+    request = urllib.request.Request(
+        variant.url,
+        data=variant.bodies[0].encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    error = answer_error(variant.protocol, status, body, variant.expected)
+    if error:
+        raise RuntimeError(f"wrong answer from {variant.url}: {error}")
+
+
+def venv_versions(python: Path, dists: tuple[str, ...]) -> dict[str, str]:
+    """The installed versions of ``dists`` in the virtualenv of ``python``."""
+    code = "import json, sys; from importlib.metadata import version as v; "
+    code += "print(json.dumps({d: v(d) for d in sys.argv[1:]}))"
+    done = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {dist: f"unknown: {done.stderr.strip()[-200:]}" for dist in dists}
+    found: dict[str, str] = json.loads(done.stdout)
+    return found
+
+
+def versions(venv_dir: Path, names: list[str]) -> dict[str, str]:
+    """The versions of the servers measured: ours and each peer's whose virtualenv exists."""
+    found = {dist: version(dist) for dist in VERSIONS["ours"]}
+    peers = {name.split("_")[0] for name in names} & set(VERSIONS)
+    for peer in sorted(peers):
+        python = venv_dir / f"{peer}-venv" / "bin" / "python"
+        if python.exists():
+            found |= venv_versions(python, VERSIONS[peer])
+    return found
+
+
+def median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(statistics.median(present), 2) if present else None
 
@@ -405,6 +646,8 @@ class Results:
     ready_s: dict[str, list[float]] = field(default_factory=dict)
     rss_mb: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # Variants that were started but did not start or answered wrong (the exit status says so).
+    failed: list[str] = field(default_factory=list)
 
     def med(self, variant: str, conc: int, key: str) -> float | None:
         return median([r.get(key) for r in self.runs.get(variant, {}).get(conc, [])])
@@ -431,21 +674,23 @@ def run_round(
                 continue
             try:
                 servers[name] = start(variant, server_core, workdir)
+                check_answer(variant)
             except RuntimeError as exc:
                 results.errors[name] = str(exc)
-                log(f"{name}: {exc}")
+                results.failed.append(name)
+                log(f"{name} FAILED: {exc}")
+                if (started := servers.pop(name, None)) is not None:
+                    started.stop()
                 continue
             results.ready_s.setdefault(name, []).append(servers[name].ready_s)
         for conc in conc_levels:
             for name, running in servers.items():
                 variant = variants[name]
                 script = wrk_script(variant.path, variant.bodies, workdir / f"{name}.lua")
-                url = variant.ready_url.split("/", 3)
-                base = f"{url[0]}//{url[2]}{variant.path}"
-                summary = measure(variant, running, base, script, conc, duration_s, wrk_core)
+                summary = measure(variant, running, variant.url, script, conc, duration_s, wrk_core)
                 results.runs.setdefault(name, {}).setdefault(conc, []).append(summary)
                 log(
-                    f"{name:9s} c={conc:<3d} {summary['rps']:>9.1f} req/s  "
+                    f"{name:16s} c={conc:<3d} {summary['rps']:>9.1f} req/s  "
                     f"p99 {summary['p99_us'] / 1000:8.2f} ms  cpu/req "
                     f"{summary['cpu_us_per_req']} us  non2xx {summary['non_2xx']} "
                     f"err {summary['errors']}"
@@ -457,23 +702,32 @@ def run_round(
             running.stop()
 
 
-def final_report(results: Results, args: argparse.Namespace, cores: tuple[Any, Any]) -> dict:
+def ratios(rps_c16: Mapping[str, float | None]) -> dict[str, float | None]:
+    """RATIOS from the variants' requests/s at c=16 (None where a variant has no figure)."""
+    return {key: ratio(rps_c16.get(a), rps_c16.get(b)) for key, (a, b) in RATIOS.items()}
+
+
+def targets_met(report: Mapping[str, Any]) -> dict[str, bool | None]:
+    """Each of TARGETS: met, missed, or None when its figure is missing."""
+    return {
+        key: None if report.get(key) is None else bool(compare(report[key], bound))
+        for key, (compare, bound) in TARGETS.items()
+    }
+
+
+def final_report(
+    results: Results, args: argparse.Namespace, cores: tuple[Any, Any], found: dict[str, str]
+) -> dict:
     """The JSON line: the issue's keys first, then every median and the run's conditions."""
-    rps: Callable[[str, int], float | None] = lambda v, c: results.med(v, c, "rps")  # noqa: E731
     p99: Callable[[str, int], float | None] = lambda v, c: (  # noqa: E731
         None if (x := results.med(v, c, "p99_us")) is None else round(x / 1000, 3)
     )
-    report: dict[str, Any] = {
-        "rps_floor_c16": rps("floor", 16),
-        "rps_drift_on_c16": rps("drift_on", 16),
-        "rps_drift_off_c16": rps("drift_off", 16),
-        "rps_seed_c16": rps("seed", 16),
-        "rps_mlserver_c16": rps("mlserver", 16),
+    rps_c16 = {name: results.med(name, 16, "rps") for name in VARIANTS}
+    report: dict[str, Any] = {f"rps_{name}_c16": rps for name, rps in rps_c16.items()}
+    report |= ratios(rps_c16)
+    report |= {
         "p99_ms_floor_c64": p99("floor", 64),
         "p99_ms_drift_on_c64": p99("drift_on", 64),
-        "ratio_drift_on_vs_floor_c16": ratio(rps("drift_on", 16), rps("floor", 16)),
-        "ratio_vs_mlserver_c16": ratio(rps("drift_on", 16), rps("mlserver", 16)),
-        "ratio_vs_seed_c16": ratio(rps("drift_on", 16), rps("seed", 16), 1),
         "ratio_p99_drift_on_vs_floor_c64": ratio(p99("drift_on", 64), p99("floor", 64)),
         "ready_s": median(results.ready_s.get("drift_on", [])),
         "rss_mb": median(results.rss_mb.get("drift_on", [])),
@@ -487,6 +741,8 @@ def final_report(results: Results, args: argparse.Namespace, cores: tuple[Any, A
             results.med("drift_off", 16, "cpu_us_per_req"),
         ),
     }
+    report["targets_met"] = targets_met(report)
+    report["versions"] = found
     table: dict[str, Any] = {}
     for variant, by_conc in results.runs.items():
         table[variant] = {
@@ -513,11 +769,13 @@ def final_report(results: Results, args: argparse.Namespace, cores: tuple[Any, A
         "server_core": cores[0],
         "wrk_core": cores[1],
         "wrk_threads": 1,
+        "model": str(MODEL_DIR.relative_to(REPO)),
         "requests": "one held-out row per request, rotating over the held-out split",
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
-        "mlserver": " ".join(VENV_SPECS["mlserver"]) + " (defaults: 1 parallel worker)",
-        "seed": " ".join(VENV_SPECS["seed"]),
+        "venvs": {name: " ".join(spec) for name, spec in VENV_SPECS.items()},
+        "peer_settings": "each peer's defaults: MLServer 1 parallel worker, KServe 1 worker "
+        "(access and latency logs on), BentoML workers=1",
     }
     return report
 
@@ -545,16 +803,15 @@ def main() -> int:
     results = Results()
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
         workdir = Path(tmp)
-        model_dir = workdir / "model"
-        train(model_dir, seed=42)
-        rows = held_out_rows(np.load(model_dir / "reference.npy"))
-        variants = build_variants(workdir, model_dir, rows, args.venv_dir, args.variants)
+        ctx = Context(workdir, args.venv_dir, write_joblib(workdir / "joblib"))
+        rows = held_out_rows(np.load(MODEL_DIR / "reference.npy"))
+        variants = build_variants(ctx, rows, args.variants)
         for number in range(args.rounds):
             order = list(variants) if number % 2 == 0 else list(reversed(variants))
             log(f"round {number + 1}/{args.rounds}: {', '.join(order)}")
             run_round(variants, order, args.conc, args.duration, cores, workdir, results)
-    print(json.dumps(final_report(results, args, cores)))
-    return 0
+    print(json.dumps(final_report(results, args, cores, versions(args.venv_dir, args.variants))))
+    return 1 if results.failed else 0
 
 
 if __name__ == "__main__":
