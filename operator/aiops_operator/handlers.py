@@ -395,7 +395,13 @@ async def on_child_event(
     if key is None:
         return
     kind = body.get("kind") or ""
-    memo.state.present[(key, kind)] = type != "DELETED"
+    # A child's last event is its DELETED, often after its ModelService's (garbage collection):
+    # dropping the entries then, rather than recording False, keeps a deleted ModelService from
+    # leaving them behind.
+    if type == "DELETED":
+        memo.state.present.pop((key, kind), None)
+    else:
+        memo.state.present[(key, kind)] = True
     if kind == "Deployment":
         if type == "DELETED":
             memo.state.deployments.pop(key, None)

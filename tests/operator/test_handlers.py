@@ -1,4 +1,5 @@
-"""handlers.py without a cluster: Kopf's connection pool, the ModelService status cache."""
+"""handlers.py without a cluster: Kopf's connection pool, the ModelService status cache, what a
+deleted ModelService leaves behind."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from aiops_operator.handlers import kopf_connection_limit, remember_modelservice
+from aiops_operator.handlers import kopf_connection_limit, on_child_event, remember_modelservice
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import Outcome
@@ -59,3 +60,48 @@ def test_a_late_watch_event_does_not_bring_back_a_status_the_operator_already_re
     assert memo.state.modelservices[KEY]["status"] == newer
     event("u2", stale)  # deleted and created again under the same name: a new object
     assert memo.state.modelservices[KEY]["status"] == stale
+
+
+class StatusOnly:
+    """A client that takes status patches (nothing here needs restoring)."""
+
+    async def patch_status(self, *_: Any) -> None:
+        return None
+
+
+def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> None:
+    """Garbage collection deletes the children after their ModelService: their DELETED events
+    (and the status publish a Deployment's triggers) come after the ModelService's was forgotten,
+    and must not record anything about it again (a thousand deleted ModelServices would stay in
+    the operator's memory)."""
+    memo = Operator.create(OperatorSettings())
+    memo.state.kube = StatusOnly()  # type: ignore[assignment]
+    memo.state.outcomes[KEY] = Outcome(1, "u1", applied=True)  # no first-sight apply
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 1}
+    ms = kopf.Body({"metadata": meta, "spec": {}, "status": {}})
+
+    def child(kind: str) -> kopf.Body:
+        labels = {"app.kubernetes.io/instance": KEY[1]}
+        child_meta = {"name": KEY[1], "namespace": KEY[0], "labels": labels}
+        return kopf.Body({"apiVersion": "v1", "kind": kind, "metadata": child_meta})
+
+    async def story() -> None:
+        await remember_modelservice(type="ADDED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo)
+        for kind in ("Deployment", "Service", "ConfigMap"):
+            await on_child_event(type="ADDED", body=child(kind), namespace=KEY[0], memo=memo)
+        assert memo.state.present
+        assert memo.state.deployments
+        await remember_modelservice(
+            type="DELETED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo
+        )
+        await on_child_event(type="MODIFIED", body=child("Deployment"), namespace=KEY[0], memo=memo)
+        for kind in ("Deployment", "Service", "ConfigMap"):
+            await on_child_event(type="DELETED", body=child(kind), namespace=KEY[0], memo=memo)
+
+    asyncio.run(story())
+    assert memo.state.present == {}
+    assert memo.state.deployments == {}
+    assert memo.state.modelservices == {}
+    assert memo.state.outcomes == {}
+    assert memo.status._locks == {}
+    assert memo.status._scheduled == {}
