@@ -94,3 +94,7 @@ def test_the_parts_of_a_run_are_the_gaps_between_its_moments() -> None:
         "list_s": 0.5,
         "watch_s": 1.5,
     }
+
+
+def test_only_the_benchmarks_configmaps_are_counted() -> None:
+    assert client_bench.ours(["kube-root-ca.crt", "cm-0000", "cm-0001"]) == ["cm-0000", "cm-0001"]
