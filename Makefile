@@ -11,6 +11,7 @@ ALIBI_STAMP := $(ALIBI_VENV)/.installed
 PY_SOURCES := operator runtime tests bench hack
 PYTEST_ARGS ?=
 BENCH_N ?= 200
+CLIENT_N ?= 1000
 
 .PHONY: help
 help: ## List every target with one line each
@@ -171,6 +172,10 @@ bench-drift: install ## Drift detector quality (false alarms, detection delay) a
 .PHONY: bench-operator
 bench-operator: install tools ## Operator reconcile latency and convergence for BENCH_N (200) ModelServices
 	BENCH_N=$(BENCH_N) $(BIN)/python bench/operator_bench.py
+
+.PHONY: bench-kube-client
+bench-kube-client: install tools ## The operator's client (kube.py) against lightkube: CLIENT_N (1000) applies, a list, a watch
+	$(BIN)/python bench/kube_client_bench.py --n $(CLIENT_N)
 
 .PHONY: clean
 clean: cluster-down ## Remove .venv and local state (the binary cache stays)

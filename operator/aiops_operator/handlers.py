@@ -401,11 +401,17 @@ async def on_child_event(
     if key is None:
         return
     kind, uid = body.get("kind") or "", body.metadata.uid
-    if type == "DELETED" and memo.state.present.get((key, kind)) not in (uid, None):
-        # An older child of this name: Kopf handles each uid apart, so the events of its
-        # successor (a restore, the child of a re-created owner) may come first.
-        return
-    memo.state.present[(key, kind)] = None if type == "DELETED" else uid
+    if type == "DELETED":
+        if memo.state.present.get((key, kind)) not in (uid, None):
+            # An older child of this name: Kopf handles each uid apart, so the events of its
+            # successor (a restore, the child of a re-created owner) may come first.
+            return
+        # A child's last event is its DELETED, often after its ModelService's (garbage
+        # collection): dropping the entry then, rather than recording None, keeps a deleted
+        # ModelService from leaving it behind.
+        memo.state.present.pop((key, kind), None)
+    else:
+        memo.state.present[(key, kind)] = uid
     if kind == "Deployment":
         if type == "DELETED":
             memo.state.deployments.pop(key, None)

@@ -102,6 +102,14 @@ class StatusWriter:
         """Drop the lock of a deleted ModelService."""
         self._locks.pop(key, None)
 
+    def _lock(self, key: Key) -> asyncio.Lock:
+        """The lock of one ModelService; a throwaway one for a ModelService not (or no longer)
+        known, so that a publish after its deletion (its Deployment's DELETED event) does not
+        keep a lock for it."""
+        if key in self.state.modelservices:
+            return self._locks[key]
+        return self._locks.get(key) or asyncio.Lock()
+
     async def publish(self, key: Key, delay: float = COALESCE_S) -> None:
         """Write the derived status if it changed (coalesced: after `delay`).
 
@@ -132,7 +140,7 @@ class StatusWriter:
             await self.state.children_first.wait_turn()
         finally:
             self._scheduled.pop(key, None)  # later facts need a publish of their own
-        async with self._locks[key]:
+        async with self._lock(key):
             status = derive_status(self.state, self.settings, key, rfc3339(datetime.now(UTC)))
             ms = self.state.modelservices.get(key)
             if status is None or ms is None or ms["deleting"]:
@@ -149,7 +157,7 @@ class StatusWriter:
 
         Raises the API client's errors except those of an object deleted or replaced meanwhile."""
         await self.state.children_first.wait_turn()
-        async with self._locks[key]:
+        async with self._lock(key):
             ms = self.state.modelservices.get(key)
             if ms is None or ms["deleting"] or ms["uid"] != uid:
                 return None

@@ -1,5 +1,6 @@
 """handlers.py without a cluster: Kopf's connection pool, the ModelService status cache, the
-child and ModelService caches across a delete and re-create of the same name."""
+child and ModelService caches across a delete and re-create of the same name, what a deleted
+ModelService leaves behind."""
 
 from __future__ import annotations
 
@@ -99,4 +100,49 @@ def test_the_deletion_of_an_older_child_seen_late_keeps_its_successors_deploymen
     assert memo.state.present[KEY, "Deployment"] == "d2"
     event("DELETED", "d2")
     assert KEY not in memo.state.deployments
-    assert memo.state.present[KEY, "Deployment"] is None
+    assert (KEY, "Deployment") not in memo.state.present
+
+
+class StatusOnly:
+    """A client that takes status writes (nothing here needs restoring)."""
+
+    async def write_status(self, *_: Any) -> None:
+        return None
+
+
+def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> None:
+    """Garbage collection deletes the children after their ModelService: their DELETED events
+    (and the status publish a Deployment's triggers) come after the ModelService's was forgotten,
+    and must not record anything about it again (a thousand deleted ModelServices would stay in
+    the operator's memory)."""
+    memo = Operator.create(OperatorSettings())
+    memo.state.kube = StatusOnly()  # type: ignore[assignment]
+    memo.state.outcomes[KEY] = Outcome(1, "u1", applied=True)  # no first-sight apply
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 1}
+    ms = kopf.Body({"metadata": meta, "spec": {}, "status": {}})
+
+    def child(kind: str) -> kopf.Body:
+        labels = {"app.kubernetes.io/instance": KEY[1]}
+        child_meta = {"name": KEY[1], "namespace": KEY[0], "uid": f"{kind}-1", "labels": labels}
+        return kopf.Body({"apiVersion": "v1", "kind": kind, "metadata": child_meta})
+
+    async def story() -> None:
+        await remember_modelservice(type="ADDED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo)
+        for kind in ("Deployment", "Service", "ConfigMap"):
+            await on_child_event(type="ADDED", body=child(kind), namespace=KEY[0], memo=memo)
+        assert memo.state.present
+        assert memo.state.deployments
+        await remember_modelservice(
+            type="DELETED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo
+        )
+        await on_child_event(type="MODIFIED", body=child("Deployment"), namespace=KEY[0], memo=memo)
+        for kind in ("Deployment", "Service", "ConfigMap"):
+            await on_child_event(type="DELETED", body=child(kind), namespace=KEY[0], memo=memo)
+
+    asyncio.run(story())
+    assert memo.state.present == {}
+    assert memo.state.deployments == {}
+    assert memo.state.modelservices == {}
+    assert memo.state.outcomes == {}
+    assert memo.status._locks == {}
+    assert memo.status._scheduled == {}

@@ -1,0 +1,100 @@
+"""The operator and client benchmarks' figures: settled memory, the targets, the comparison."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+operator_bench = _load("operator_bench")
+client_bench = _load("kube_client_bench")
+
+MET = {"converge_s": 41.0, "rss_mb": 120.0, "ratio_p50_vs_floor": 1.2, "rss_return_ratio": 1.05}
+
+
+def test_settled_rss_is_the_lowest_sample_so_a_passing_spike_does_not_count() -> None:
+    assert operator_bench.settled_mb([80.0, 95.5, 79.2, 81.0]) == 79.2
+    with pytest.raises(ValueError, match="no RSS samples"):
+        operator_bench.settled_mb([])
+
+
+def test_every_figure_within_its_target_meets_them_all() -> None:
+    assert operator_bench.missed_targets(MET) == []
+
+
+def test_a_figure_above_its_target_is_named() -> None:
+    result = {**MET, "rss_return_ratio": 1.11, "ratio_p50_vs_floor": 1.51}
+    assert operator_bench.missed_targets(result) == ["ratio_p50_vs_floor", "rss_return_ratio"]
+
+
+def test_no_convergence_misses_the_convergence_target() -> None:
+    assert operator_bench.missed_targets({**MET, "converge_s": None}) == ["converge_s"]
+    assert operator_bench.missed_targets({k: v for k, v in MET.items() if k != "rss_mb"}) == [
+        "rss_mb"
+    ]
+
+
+def test_the_targets_are_the_issues() -> None:
+    assert operator_bench.TARGETS == {
+        "converge_s": 60.0,
+        "rss_mb": 150.0,
+        "ratio_p50_vs_floor": 1.5,
+        "rss_return_ratio": 1.10,
+    }
+
+
+def test_each_configmap_is_a_copy_named_in_its_namespace() -> None:
+    template = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"a": "b"}}}
+    docs = client_bench.configmaps(template, "ns", 3)
+    assert [d["metadata"]["name"] for d in docs] == ["cm-0000", "cm-0001", "cm-0002"]
+    assert {d["metadata"]["namespace"] for d in docs} == {"ns"}
+    docs[0]["metadata"]["labels"]["a"] = "changed"
+    assert docs[1]["metadata"]["labels"] == {"a": "b"} == template["metadata"]["labels"]
+
+
+def _run(client: str, total_s: float, run_rss_mb: float) -> dict[str, object]:
+    return {
+        "client": client, "apply_s": total_s / 2, "list_s": 0.1, "watch_s": 0.2,
+        "total_s": total_s, "import_rss_mb": 10.0, "run_rss_mb": run_rss_mb, "peak_mb": 60.0,
+    }  # fmt: skip
+
+
+def test_a_client_is_summarized_by_its_best_time_and_its_worst_memory() -> None:
+    runs = [_run("kube.py", 4.0, 3.0), _run("kube.py", 5.0, 6.0), _run("lightkube", 8.0, 9.0)]
+    summary = client_bench.summarize(runs)
+    assert summary["kube.py"]["total_s"] == 4.0
+    assert summary["kube.py"]["apply_s"] == 2.0
+    assert summary["kube.py"]["run_rss_mb"] == 6.0
+    assert client_bench.compare(summary) == {
+        "lightkube_vs_kubepy_total_s": 2.0,
+        "lightkube_vs_kubepy_import_rss_mb": 1.0,
+        "lightkube_vs_kubepy_run_rss_mb": 1.5,
+    }
+
+
+def test_the_parts_of_a_run_are_the_gaps_between_its_moments() -> None:
+    assert client_bench.parts(10.0, 12.5, 13.0, 14.5) == {
+        "apply_s": 2.5,
+        "list_s": 0.5,
+        "watch_s": 1.5,
+    }
+
+
+def test_only_the_benchmarks_configmaps_are_counted() -> None:
+    assert client_bench.ours(["kube-root-ca.crt", "cm-0000", "cm-0001"]) == ["cm-0000", "cm-0001"]
