@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from aiops_runtime.drift import DriftMonitor
 from aiops_runtime.settings import DriftConfig
+from tests.bench.bench_modules import load
 from tests.runtime.drift_helpers import OUT_OF_RANGE, training_split
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "drift_bench.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drift_bench", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running: its dataclasses look their module up by name.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load("drift_bench")
 RowSampler, feed, flag_runs, no_drift_day = (
     bench.RowSampler,
     bench.feed,
@@ -163,16 +148,6 @@ def test_a_small_run_prints_the_promised_keys_as_its_last_line(
     assert 0 < result["calibration_s"] < 60
 
 
-def _load_alibi_online() -> ModuleType:
-    path = BENCH.parent / "drift_alibi_online.py"
-    spec = importlib.util.spec_from_file_location("drift_alibi_online", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class _FiresEvery:
     """A stand-in online detector that fires on every n-th row since its last reset."""
 
@@ -188,7 +163,7 @@ class _FiresEvery:
 
 
 def test_alibi_online_counts_false_detections_resetting_after_each() -> None:
-    online = _load_alibi_online()
+    online = load("drift_alibi_online")
     detector = _FiresEvery(7)
     assert online.false_detections(detector, np.zeros((50, 3))) == 7
     assert detector.resets == 7
@@ -197,7 +172,7 @@ def test_alibi_online_counts_false_detections_resetting_after_each() -> None:
 
 
 def test_alibi_online_summary_scales_false_detections_to_a_day_at_100_rps() -> None:
-    online = _load_alibi_online()
+    online = load("drift_alibi_online")
     results = [
         {"configure_s": 3.0, "per_row_ms": 2.0, "false": 1, "rows": 1000, "delays": {"S2": 5.0}},
         {"configure_s": 9.0, "per_row_ms": 4.0, "false": 3, "rows": 1000, "delays": {"S2": 900.0}},

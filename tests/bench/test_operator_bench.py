@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.bench_modules import load
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-operator_bench = _load("operator_bench")
-client_bench = _load("kube_client_bench")
+operator_bench = load("operator_bench")
+client_bench = load("kube_client_bench")
 
 MET = {"converge_s": 41.0, "rss_mb": 120.0, "ratio_p50_vs_floor": 1.2, "rss_return_ratio": 1.05}
 

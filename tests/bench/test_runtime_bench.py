@@ -4,32 +4,15 @@ and its verdicts rest on."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from aiops_runtime.oip import encode_infer_response, parse_infer_request
+from tests.bench.bench_modules import load
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "runtime_bench.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_bench", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running: its dataclasses look their module up by name.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load("runtime_bench")
 ROWS = np.arange(60.0).reshape(2, 30) / 7
 PROBA = [0.25, 0.75]
 
