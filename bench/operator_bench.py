@@ -7,6 +7,10 @@ Measures, in one run on one fresh cluster:
   time from the ModelService's create call to its three children seen on a watch (p50/p99),
   and the time until all N report Ready=True (converge_s; null when readiness stalls short of
   N, e.g. when the fake node's allocatable CPU is full: n_ready says how many made it);
+- the control plane's own convergence: from the floor's first create until all N of its
+  Deployments have their pod ready (floor_converge_s), the bound under converge_s;
+- the CPU seconds each process (API server, etcd, controller-manager, scheduler, KWOK, the
+  operator) used during the operator's phase (phase_cpu_s): where converge_s went;
 - the operator's RSS at the end and its peak (VmHWM);
 - memory returns: the operator's RSS at its 0-object baseline (after start-up, settled) and
   after all N ModelServices are deleted and gone (settled), and their ratio;
@@ -135,8 +139,9 @@ def latencies_ms(starts: dict[str, float], arrivals: Arrivals) -> list[float]:
 
 async def run_floor(
     client: KubeClient, observer: KubeClient, namespace: str, n: int
-) -> list[float]:
-    """Create the children directly (no operator, no owner), all at once."""
+) -> tuple[list[float], float]:
+    """Create the children directly (no operator, no owner), all at once; the latencies and
+    the monotonic time the creates began."""
     spec = ModelServiceSpec.model_validate(EXAMPLE["spec"])
     options = RenderOptions()
     arrivals = Arrivals(observer, namespace)
@@ -156,10 +161,11 @@ async def run_floor(
         await asyncio.gather(*(client.create(c) for c in children))
 
     names = [f"floor-{i:04d}" for i in range(n)]
+    began = time.monotonic()
     await asyncio.gather(*(create(name) for name in names))
     await arrivals.wait(names, limit_s(n))
     arrivals.stop()
-    return latencies_ms(starts, arrivals)
+    return latencies_ms(starts, arrivals), began
 
 
 async def run_operator(
@@ -347,26 +353,29 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def wait_floor_settled(client: KubeClient, namespace: str, n: int) -> int:
+async def wait_floor_settled(
+    client: KubeClient, namespace: str, n: int, began: float
+) -> tuple[int, float | None]:
     """Until every floor Deployment has its pod ready, or readiness stops progressing for 30 s
-    (the fake node's allocatable CPU fits only so many pods); returns how many are ready."""
+    (the fake node's allocatable CPU fits only so many pods). Returns how many are ready and the
+    seconds from `began` (the floor's first create) until the last one was: the control plane's
+    own time to converge N Deployments, with no operator in the way (None when some never did)."""
     path = resource_path("apps/v1", "deployments", namespace)
-    ready = 0
+    ready: dict[str, float] = {}
 
-    async def refresh() -> None:
-        nonlocal ready
-        while True:
-            items = (await client.request("GET", path)).get("items", [])
-            ready = sum(1 for d in items if (d.get("status") or {}).get("readyReplicas") == 1)
-            await asyncio.sleep(2)
+    async def watch() -> None:
+        async for event in watch_forever(client, path):
+            deployment = event["object"]
+            if (deployment.get("status") or {}).get("readyReplicas") == 1:
+                ready.setdefault(deployment["metadata"]["name"], time.monotonic())
 
-    poller = asyncio.create_task(refresh())
+    watcher = asyncio.create_task(watch())
     try:
-        if not await until_stalled(lambda: ready, n, limit_s(n), stall_s=30):
-            print(f"floor: only {ready}/{n} Deployments ready (stalled)", file=sys.stderr)
+        if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=30):
+            print(f"floor: only {len(ready)}/{n} Deployments ready (stalled)", file=sys.stderr)
     finally:
-        poller.cancel()
-    return ready
+        watcher.cancel()
+    return len(ready), (max(ready.values()) - began) if len(ready) == n else None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -397,10 +406,12 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
     as_operator = KubeClient(load_connection(), field_manager="bench", max_connections=100)
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:
-        floor = await run_floor(as_operator, client, "bench-floor", n)
+        floor, floor_began = await run_floor(as_operator, client, "bench-floor", n)
         # The controller-manager keeps creating the floor's ReplicaSets and pods for a while;
         # let it finish so the operator's run does not pay for the floor's work.
-        floor_ready = await wait_floor_settled(client, "bench-floor", n)
+        floor_ready, floor_converge_s = await wait_floor_settled(
+            client, "bench-floor", n, floor_began
+        )
         # Free the fake node for the operator's pods and let the garbage collector finish first.
         delete_namespace(cluster, "bench-floor", n)
         snapshots = None
@@ -411,9 +422,15 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             await asyncio.sleep(2)  # let Kopf finish its initial listings
             rss_baseline = settled_mb(await sample_rss_mb(proc.pid, SETTLE_BASELINE_S))
             await take_snapshot(proc.pid, snapshots, 1)
+            components = {**cluster.running_pids(), "operator": proc.pid}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in components.items()}
             reconcile, converge_s, n_ready = await run_operator(client, "bench-operator", n)
             rss, rss_peak = rss_mb(proc.pid)
             cpu_s = cpu_seconds(proc.pid)
+            phase_cpu_s = {
+                name: round(cpu_seconds(pid) - cpu_before[name], 1)
+                for name, pid in components.items()
+            }
             # The operator runs while its namespace goes, as it would in production: every
             # ModelService and child is deleted and gone before the memory is read again.
             delete_namespace(cluster, "bench-operator", n)
@@ -428,7 +445,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
                 proc.kill()
         # The same floor again: a cluster that has taken thousands of writes is slower than a
         # fresh one, so a floor measured only first would flatter it against the operator.
-        floor_after = await run_floor(as_operator, client, "bench-floor-after", n)
+        floor_after, _ = await run_floor(as_operator, client, "bench-floor-after", n)
     finally:
         await client.close()
         await as_operator.close()
@@ -446,7 +463,11 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         "ratio_p50_vs_floor": round(reconcile_p50 / floor_p50, 2),
         "converge_s": None if converge_s is None else round(converge_s, 2),
         "n_ready": n_ready,
+        "floor_converge_s": None if floor_converge_s is None else round(floor_converge_s, 2),
         "floor_n_ready": floor_ready,
+        # CPU seconds each process used from the first ModelService create until all were
+        # Ready: where the time of `converge_s` went (2 cores: 2 CPU-s per second at most).
+        "phase_cpu_s": phase_cpu_s,
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(rss_peak, 1),
         "operator_cpu_s": round(cpu_s, 1),
