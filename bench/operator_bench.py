@@ -10,7 +10,8 @@ Measures, in one run on one fresh cluster:
 - the control plane's own convergence: from the floor's first create until all N of its
   Deployments have their pod ready (floor_converge_s), the bound under converge_s;
 - the CPU seconds each process (API server, etcd, controller-manager, scheduler, KWOK, the
-  operator) used during the operator's phase (phase_cpu_s): where converge_s went;
+  operator) used during the operator's phase (phase_cpu_s), and the control plane's during the
+  floor's (floor_phase_cpu_s): where converge_s went;
 - the operator's RSS at the end and its peak (VmHWM);
 - memory returns: the operator's RSS at its 0-object baseline (after start-up, settled) and
   after all N ModelServices are deleted and gone (settled), and their ratio;
@@ -406,12 +407,18 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
     as_operator = KubeClient(load_connection(), field_manager="bench", max_connections=100)
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:
+        floor_components = cluster.running_pids()
+        floor_cpu_before = {name: cpu_seconds(pid) for name, pid in floor_components.items()}
         floor, floor_began = await run_floor(as_operator, client, "bench-floor", n)
         # The controller-manager keeps creating the floor's ReplicaSets and pods for a while;
         # let it finish so the operator's run does not pay for the floor's work.
         floor_ready, floor_converge_s = await wait_floor_settled(
             client, "bench-floor", n, floor_began
         )
+        floor_cpu_s = {
+            name: round(cpu_seconds(pid) - floor_cpu_before[name], 1)
+            for name, pid in floor_components.items()
+        }
         # Free the fake node for the operator's pods and let the garbage collector finish first.
         delete_namespace(cluster, "bench-floor", n)
         snapshots = None
@@ -468,6 +475,8 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         # CPU seconds each process used from the first ModelService create until all were
         # Ready: where the time of `converge_s` went (2 cores: 2 CPU-s per second at most).
         "phase_cpu_s": phase_cpu_s,
+        # The same for the floor's phase (its creates until its Deployments were ready).
+        "floor_phase_cpu_s": floor_cpu_s,
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(rss_peak, 1),
         "operator_cpu_s": round(cpu_s, 1),
