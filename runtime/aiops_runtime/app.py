@@ -68,16 +68,76 @@ class _ModelRoute:
 
     suffix: str
     method: str
-    handlers: tuple[endpoints.Handler, endpoints.Handler]  # any version, one version
+    handler: endpoints.Handler  # serves both paths
     summary: str
     response_model: type[BaseModel]
     responses: dict[int | str, dict[str, Any]]
     openapi_extra: dict[str, Any] | None = None
 
 
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """The OpenAPI path parameters of a model route (its handler reads them off the request)."""
+    names = [name for name in ("model_name", "model_version") if f"{{{name}}}" in path]
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "title": name.replace("_", " ").title()},
+        }
+        for name in names
+    ]
+
+
 def _add_oip_routes(app: FastAPI) -> None:
-    """The Open Inference Protocol's REST routes (docs/oip.md)."""
+    """The Open Inference Protocol's REST routes (docs/oip.md), infer first: the router tries
+    routes in order, and infer is the one taken at thousands of requests per second."""
     tags: list[str | Enum] = ["open inference protocol"]
+    infer_body = {
+        "required": True,
+        "content": {http_io.JSON: {"schema": OipInferRequest.model_json_schema()}},
+    }
+    routes = (
+        _ModelRoute(
+            "/infer",
+            "POST",
+            endpoints.infer,
+            "Score rows{} (the same data plane as /predict)",
+            OipInferResponse,
+            _OIP_ERRORS,
+            {"requestBody": infer_body},
+        ),
+        _ModelRoute(
+            "",
+            "GET",
+            endpoints.model_metadata,
+            "Model metadata{}: input and outputs",
+            OipModelMetadata,
+            {404: _OIP_ERRORS[404], 503: _OIP_ERRORS[503]},
+        ),
+        _ModelRoute(
+            "/ready",
+            "GET",
+            endpoints.model_ready,
+            "Model readiness{} (200 ready, 503 not yet)",
+            OipModelReady,
+            {404: _OIP_ERRORS[404], 503: {"model": OipModelReady}},
+        ),
+    )
+    bases = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
+    for route in routes:
+        for base, of_version in zip(bases, ("", " of one version"), strict=True):
+            path = base + route.suffix
+            app.add_api_route(
+                path,
+                route.handler,
+                methods=[route.method],
+                summary=route.summary.format(of_version),
+                response_model=route.response_model,
+                responses=route.responses,
+                openapi_extra={**(route.openapi_extra or {}), "parameters": _path_parameters(path)},
+                tags=tags,
+            )
     app.add_api_route(
         "/v2",
         endpoints.server_metadata,
@@ -86,51 +146,6 @@ def _add_oip_routes(app: FastAPI) -> None:
         response_model=OipServerMetadata,
         tags=tags,
     )
-    infer_body = {
-        "required": True,
-        "content": {http_io.JSON: {"schema": OipInferRequest.model_json_schema()}},
-    }
-    routes = (
-        _ModelRoute(
-            "",
-            "GET",
-            (endpoints.model_metadata, endpoints.model_version_metadata),
-            "Model metadata{}: input and outputs",
-            OipModelMetadata,
-            {404: _OIP_ERRORS[404], 503: _OIP_ERRORS[503]},
-        ),
-        _ModelRoute(
-            "/ready",
-            "GET",
-            (endpoints.model_ready, endpoints.model_version_ready),
-            "Model readiness{} (200 ready, 503 not yet)",
-            OipModelReady,
-            {404: _OIP_ERRORS[404], 503: {"model": OipModelReady}},
-        ),
-        _ModelRoute(
-            "/infer",
-            "POST",
-            (endpoints.infer, endpoints.version_infer),
-            "Score rows{} (the same data plane as /predict)",
-            OipInferResponse,
-            _OIP_ERRORS,
-            {"requestBody": infer_body},
-        ),
-    )
-    bases = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
-    for route in routes:
-        paths = zip(bases, route.handlers, ("", " of one version"), strict=True)
-        for base, endpoint, of_version in paths:
-            app.add_api_route(
-                base + route.suffix,
-                endpoint,
-                methods=[route.method],
-                summary=route.summary.format(of_version),
-                response_model=route.response_model,
-                responses=route.responses,
-                openapi_extra=route.openapi_extra,
-                tags=tags,
-            )
 
 
 def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
@@ -174,6 +189,7 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
         openapi_extra={"requestBody": request_body},
         tags=["inference"],
     )
+    _add_oip_routes(app)
     for path, endpoint, summary in (
         ("/healthz", endpoints.healthz, "Liveness"),
         ("/v2/health/live", endpoints.v2_live, "Liveness (V2 protocol path)"),
@@ -189,7 +205,6 @@ def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
             responses={503: {"model": HealthResponse, "description": "Not ready."}},
             tags=["health"],
         )
-    _add_oip_routes(app)
     app.add_api_route(
         "/metrics",
         endpoints.metrics,

@@ -58,10 +58,9 @@ class DataPlane:
         if batcher is None:
             raise RequestError(503, "not_ready", "the model is not ready")
         call.rows = len(rows)
-        future = batcher.predict(rows)
+        proba = await batcher.predict(rows)
         if self.state.drift_feed is not None:
-            self.state.drift_feed.add(rows)
-        proba = await future
+            self.state.drift_feed.add(rows, proba)
         metrics.PREDICTIONS.inc(len(rows))
         return proba
 

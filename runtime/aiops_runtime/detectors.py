@@ -27,6 +27,10 @@ from scipy import stats
 from aiops_runtime.settings import DriftConfig
 
 ALIBI_MODULE = "alibi_detect"
+# scipy's ks_2samp behind its axis/NaN-policy decorator. The decorator costs ~0.5 ms a call
+# (signature inspection, broadcasting) against ~0.15 ms for the test itself on a 100-row window;
+# ``ks_columns`` hands it finite 1-D columns, which is all the decorator would do.
+_KS_2SAMP = getattr(stats.ks_2samp, "__wrapped__", stats.ks_2samp)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,29 @@ def _mmd2_from_sums(
     )
 
 
+def distinct_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows, axis=0)`` (the distinct rows in lexicographic order), about 5x cheaper:
+    sorted by the first column alone unless it has ties (then by every column)."""
+    if len(rows) < 2:
+        return rows.copy()
+    ordered = rows[np.argsort(rows[:, 0], kind="stable")]
+    if np.any(ordered[1:, 0] == ordered[:-1, 0]):
+        ordered = rows[np.lexsort(rows.T[::-1])]
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.any(ordered[1:] != ordered[:-1], axis=1, out=keep[1:])
+    return ordered[keep]
+
+
+def ks_columns(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sample KS p-values and statistics of each column of ``window`` against the same
+    column of ``reference`` (both 2-D and finite): ``stats.ks_2samp(..., axis=0)``, cheaper."""
+    results = [_KS_2SAMP(reference[:, j], window[:, j]) for j in range(reference.shape[1])]
+    p_values = np.array([float(r.pvalue) for r in results])
+    statistics = np.array([float(r.statistic) for r in results])
+    return p_values, statistics
+
+
 class KSBonferroni:
     """Per-feature two-sample Kolmogorov-Smirnov tests; p-value = min p x features (capped at 1)."""
 
@@ -270,11 +297,11 @@ class OutputKS:
 
     def test(self, window_proba: np.ndarray) -> TestResult:
         """The Bonferroni-corrected minimum p-value over the probability columns."""
-        result = stats.ks_2samp(self.reference, probability_columns(window_proba), axis=0)
-        p_values = np.nan_to_num(np.atleast_1d(result.pvalue), nan=1.0)
+        p_values, statistics = ks_columns(self.reference, probability_columns(window_proba))
+        p_values = np.nan_to_num(p_values, nan=1.0)
         return TestResult(
             p_value=min(1.0, float(p_values.min()) * self.reference.shape[1]),
-            statistic=float(np.nanmax(np.atleast_1d(result.statistic))),
+            statistic=float(np.nanmax(statistics)),
         )
 
 

@@ -1,18 +1,20 @@
 """Drift monitoring off the request path: a ring buffer of recent rows and a background worker.
 
-``append`` (the request path) copies rows into a fixed-size ring buffer under a lock held only for
-that copy. A daemon thread wakes when ``check_every`` new rows have arrived, copies the last
-``window_size`` rows out, releases the lock and runs the test on features standardized with the
-reference's mean and standard deviation (then decorrelated with the reference's correlations), so
-a slow test never delays a request.
+``append`` (the request path) copies rows, and the class probabilities the request path computed
+for them, into a fixed-size ring buffer under a lock held only for that copy. A daemon thread
+wakes when ``check_every`` new rows have arrived, copies the last ``window_size`` rows out,
+releases the lock and runs the test on features standardized with the reference's mean and
+standard deviation (then decorrelated with the reference's correlations), so a slow test never
+delays a request.
 
 Each check's p-value combines two tests (weighted Bonferroni, so the false-flag rate per check stays
 at most the threshold): the detector on the window's *distinct* rows (exact duplicates, such as a
 client resending one sample, say nothing about a distribution and would fake a drift), and a count
 of rows outside the reference's support (duplicates counted, so a burst of one out-of-range vector
 is caught). With ``drift.target`` outputs (or both) the check tests the model's predicted
-probabilities of the window's rows against the reference rows' (``OutputKS``; the worker scores
-the window, the request path does not change), and both combine by Bonferroni. A drift *event*
+probabilities of the window's rows against the reference rows' (``OutputKS``; on the
+probabilities the request path answered with, so the worker does not score the rows again; rows
+appended without them are scored by the worker), and both combine by Bonferroni. A drift *event*
 is raised when ``consecutive`` checks in a row flag; it clears after a clean check.
 """
 
@@ -35,6 +37,7 @@ from aiops_runtime.detectors import (
     WindowDetector,
     alibi_available,
     build_detector,
+    distinct_rows,
     drifted_features,
     effective_engine,
     needs_alibi,
@@ -62,13 +65,18 @@ def _now_rfc3339() -> str:
 
 
 class RingBuffer:
-    """The last ``capacity`` rows, written by the request path and read by the worker."""
+    """The last ``capacity`` rows, written by the request path and read by the worker.
 
-    def __init__(self, capacity: int, features: int) -> None:
-        """An empty buffer of ``capacity`` rows of ``features`` floats."""
+    Each row holds ``features`` values, then ``outputs`` more (the model's class probabilities
+    for the row; NaN when the writer did not have them).
+    """
+
+    def __init__(self, capacity: int, features: int, outputs: int = 0) -> None:
+        """An empty buffer of ``capacity`` rows of ``features`` (+ ``outputs``) floats."""
         self.capacity = capacity
         self.features = features
-        self._rows = np.zeros((capacity, features))
+        self.outputs = outputs
+        self._rows = np.zeros((capacity, features + outputs))
         self._total = 0
         self._lock = threading.Lock()
 
@@ -77,24 +85,33 @@ class RingBuffer:
         """Rows appended since the buffer was made (including those already overwritten)."""
         return self._total
 
-    def append(self, rows: np.ndarray) -> int:
-        """Copy rows in (the oldest fall out); returns the new total. O(rows) under the lock."""
+    def append(self, rows: np.ndarray, outputs: np.ndarray | None = None) -> int:
+        """Copy rows (and their outputs, else NaN) in, the oldest fall out; returns the new
+        total. O(rows) under the lock."""
         n = len(rows)
         if n > self.capacity:
             rows, skipped = rows[-self.capacity :], n - self.capacity
+            outputs = outputs[-self.capacity :] if outputs is not None else None
         else:
             skipped = 0
         with self._lock:
             start = (self._total + skipped) % self.capacity
             end = start + len(rows)
             if end <= self.capacity:
-                self._rows[start:end] = rows
+                self._write(slice(start, end), rows, outputs)
             else:
                 split = self.capacity - start
-                self._rows[start:] = rows[:split]
-                self._rows[: end - self.capacity] = rows[split:]
+                self._write(slice(start, None), rows[:split], _head(outputs, split))
+                self._write(slice(0, end - self.capacity), rows[split:], _tail(outputs, split))
             self._total += n
             return self._total
+
+    def _write(self, where: slice, rows: np.ndarray, outputs: np.ndarray | None) -> None:
+        if not self.outputs:
+            self._rows[where] = rows
+            return
+        self._rows[where, : self.features] = rows
+        self._rows[where, self.features :] = np.nan if outputs is None else outputs
 
     def latest(self, n: int | None = None) -> tuple[np.ndarray, int]:
         """A copy of the last ``n`` rows (default: all held), oldest first, and the total then."""
@@ -113,6 +130,14 @@ class RingBuffer:
     def fill(self) -> int:
         """Rows currently held (up to the capacity)."""
         return min(self._total, self.capacity)
+
+
+def _head(outputs: np.ndarray | None, split: int) -> np.ndarray | None:
+    return outputs[:split] if outputs is not None else None
+
+
+def _tail(outputs: np.ndarray | None, split: int) -> np.ndarray | None:
+    return outputs[split:] if outputs is not None else None
 
 
 class DriftMonitor:
@@ -141,7 +166,9 @@ class DriftMonitor:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
             raise ValueError("the reference must be a finite 2-D array with at least 2 rows")
-        self._outputs = OutputKS(predict(reference)) if predict is not None else None
+        reference_proba = predict(reference) if predict is not None else None
+        self._outputs = OutputKS(reference_proba) if reference_proba is not None else None
+        self._n_outputs = reference_proba.shape[1] if reference_proba is not None else 0
         self._predict = predict
         self._check_supported(config)
         self.model_name = model_name
@@ -159,7 +186,7 @@ class DriftMonitor:
         self._reference_scaled = (reference - self.mean) / self._scale
         self._seed = seed
         self._config = config
-        self._buffer = RingBuffer(config.window_size, self.features)
+        self._buffer = RingBuffer(config.window_size, self.features, self._n_outputs)
         self._support = SupportCheck(self.reference)
         self._detector: WindowDetector | None = detector
         self._detector_key: tuple[Any, ...] | None = _detector_key(config) if detector else None
@@ -198,14 +225,25 @@ class DriftMonitor:
         """Rows standardized and decorrelated with the reference (see ``reference_transform``)."""
         return (np.asarray(rows, dtype=np.float64) - self.mean) @ self._transform
 
-    def append(self, rows: np.ndarray) -> None:
-        """Request path: copy rows (n x features, or one row) into the window; never waits."""
+    def append(self, rows: np.ndarray, proba: np.ndarray | None = None) -> None:
+        """Request path: copy rows (n x features, or one row) into the window; never waits.
+
+        ``proba`` (n x classes) are the model's probabilities for the rows, as the request path
+        answered them: the output test uses them instead of scoring the rows again. Without
+        them (or on a monitor without a model) the worker scores the rows when it tests them.
+        """
         rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim == 1:
             rows = rows[None, :]
         if rows.ndim != 2 or rows.shape[1] != self.features:
             raise ValueError(f"expected rows of {self.features} features, got shape {rows.shape}")
-        total = self._buffer.append(rows)
+        if proba is not None and self._n_outputs:
+            proba = np.asarray(proba, dtype=np.float64).reshape(len(rows), -1)
+            if proba.shape[1] != self._n_outputs:
+                raise ValueError(
+                    f"expected {self._n_outputs} class probabilities per row, got {proba.shape}"
+                )
+        total = self._buffer.append(rows, proba if self._n_outputs else None)
         if total >= self._next_check_at:
             self._wake.set()
 
@@ -293,8 +331,8 @@ class DriftMonitor:
 
     def _resize(self, window_size: int) -> None:
         rows, total = self._buffer.latest(window_size)
-        buffer = RingBuffer(window_size, self.features)
-        buffer.append(rows)
+        buffer = RingBuffer(window_size, self.features, self._n_outputs)
+        buffer.append(rows[:, : self.features], rows[:, self.features :])
         # Keep counting from the old total so samples_seen and the check schedule stay monotonic.
         buffer._total = total
         self._buffer = buffer
@@ -326,13 +364,14 @@ class DriftMonitor:
             self._last_checked_total = total
             self._next_check_at = max(total + config.check_every, config.window_size)
         started = time.perf_counter()
+        raw, proba = window[:, : self.features], window[:, self.features :]
         try:
-            flagged, p_value, details = self._test(config, window)
+            flagged, p_value, details = self._test(config, raw, proba)
         except Exception as exc:  # a failing test must not kill the worker
             self._record_error(exc)
             return None
         check_ms = (time.perf_counter() - started) * 1000
-        return self._record(config, len(window), flagged, p_value, details, check_ms, skipped)
+        return self._record(config, len(raw), flagged, p_value, details, check_ms, skipped)
 
     def score(self, raw: np.ndarray) -> dict[str, tuple[float, float]]:
         """The raw (uncalibrated) p-value and statistic of each part this monitor can test on one
@@ -386,15 +425,18 @@ class DriftMonitor:
     def _consecutive(self, config: DriftConfig) -> int:
         return self._rule.consecutive if self._rule is not None else config.consecutive
 
-    def _score(self, config: DriftConfig, raw: np.ndarray) -> tuple[float, dict[str, Any]]:
+    def _score(
+        self, config: DriftConfig, raw: np.ndarray, proba: np.ndarray | None = None
+    ) -> tuple[float, dict[str, Any]]:
         """The check's raw p-value (Bonferroni over the target's parts) and its details, with
-        each part's p-value and statistic (``scores``) for the calibration."""
+        each part's p-value and statistic (``scores``) for the calibration. ``proba`` are the
+        rows' known probabilities (NaN rows, or None, are scored here)."""
         details: dict[str, Any] = {}
         scores: dict[str, tuple[float, float]] = {}
         if config.target != "outputs":
             scores["inputs"] = self._score_inputs(config, raw, details)
         if config.target != "inputs":
-            scores["outputs"] = self._score_outputs(raw)
+            scores["outputs"] = self._score_outputs(raw, proba)
             details["p_value_outputs"] = scores["outputs"][0]
         details["scores"] = scores
         return bonferroni([p for p, _ in scores.values()]), details
@@ -407,7 +449,7 @@ class DriftMonitor:
         outside = self._support.outside(window)
         p_support = self._support.p_value(outside, len(window))
         details.update(outside_support=outside, p_value_support=p_support)
-        distinct = np.unique(window, axis=0)
+        distinct = distinct_rows(window)
         details["distinct_rows"] = len(distinct)
         p_test = 1.0
         statistic = -np.inf
@@ -419,16 +461,23 @@ class DriftMonitor:
         p_value = min(1.0, p_test / DETECTOR_WEIGHT, p_support / SUPPORT_WEIGHT)
         return p_value, statistic
 
-    def _score_outputs(self, raw: np.ndarray) -> tuple[float, float]:
+    def _score_outputs(self, raw: np.ndarray, proba: np.ndarray | None) -> tuple[float, float]:
         assert self._outputs is not None  # _check_supported
         assert self._predict is not None
-        result = self._outputs.test(self._predict(raw))
+        if proba is None or proba.shape[1] == 0:
+            proba = self._predict(raw)
+        else:
+            missing = np.isnan(proba[:, 0])
+            if missing.any():
+                proba = proba.copy()
+                proba[missing] = self._predict(raw[missing])
+        result = self._outputs.test(proba)
         return result.p_value, result.statistic
 
     def _test(
-        self, config: DriftConfig, raw: np.ndarray
+        self, config: DriftConfig, raw: np.ndarray, proba: np.ndarray
     ) -> tuple[bool, float | None, dict[str, Any]]:
-        p_value, details = self._score(config, raw)
+        p_value, details = self._score(config, raw, proba)
         scores = details.pop("scores")
         with self._state_lock:
             rule, calibration = self._rule, self._calibration

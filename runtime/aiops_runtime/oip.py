@@ -12,7 +12,7 @@ is refused. Errors raise ``RequestError``; the routes answer them as ``{"error":
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -42,6 +42,8 @@ _INPUT_KEYS = frozenset(("name", "shape", "datatype", "parameters", "data"))
 _OUTPUT_KEYS = frozenset(("name", "parameters"))
 _NUMBERS = frozenset((int, float))
 _INTEGERS = frozenset((int,))
+# Largest magnitude of each float type (a finite float64 beyond it would overflow the type).
+_FLOAT_LIMITS = {name: float(np.finfo(kind).max) for name, kind in FLOAT_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -223,15 +225,20 @@ def _decode_input(tensor: Any, n_features: int, max_rows: int, where: str) -> np
     n_rows = _check_shape(tensor["shape"], n_features, max_rows, f"{where}.shape")
     data = tensor["data"]
     flat = _flatten(data, n_rows, n_features, f"{where}.data")
-    place = _Place(f"{where}.data", n_features, nested=flat is not data)
-    return _to_rows(flat, datatype, n_rows, n_features, place)
+    rows = _to_rows(flat, datatype, n_rows, n_features)
+    if isinstance(rows, int):  # the index of the first bad value: name it as the client wrote it
+        _refuse_value(flat, datatype, rows, _Place(f"{where}.data", n_features, flat is not data))
+    return rows
 
 
 def _check_shape(shape: Any, n_features: int, max_rows: int, where: str) -> int:
     if (
         type(shape) is not list
         or len(shape) != 2
-        or any(type(dim) is not int or dim < 0 for dim in shape)
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or shape[0] < 0
+        or shape[1] < 0
     ):
         raise _bad(
             "wrong_shape",
@@ -292,33 +299,40 @@ class _Place:
         return f"{self.where}[{k}]"
 
 
-def _to_rows(
-    flat: list[Any], datatype: str, n_rows: int, n_features: int, place: _Place
-) -> np.ndarray:
+def _to_rows(flat: list[Any], datatype: str, n_rows: int, n_features: int) -> np.ndarray | int:
+    """The values as float64 rows, or the index of the first value the datatype refuses (the
+    caller names it: the common, valid request never builds an error's field name)."""
     integer = datatype in INT_TYPES
     allowed = _INTEGERS if integer else _NUMBERS
     if not set(map(type, flat)) <= allowed:
-        k = next(k for k, value in enumerate(flat) if type(value) not in allowed)
-        kind = "an integer" if integer else "a number"
-        raise _bad(
-            "wrong_type",
-            f"{place.of(k)} must be {kind} ({datatype}), got {type_name(flat[k])}",
-            place.of(k),
-        )
+        return next(k for k, value in enumerate(flat) if type(value) not in allowed)
     if integer:
         limits = np.iinfo(INT_TYPES[datatype])
         k = next((k for k, value in enumerate(flat) if not limits.min <= value <= limits.max), -1)
         if k >= 0:
-            raise _bad(
-                "out_of_range",
-                f"{place.of(k)} is out of {datatype} range",
-                place.of(k),
-            )
+            return k
     rows = np.array(flat, dtype=np.float64).reshape(n_rows, n_features)
-    limit = np.finfo(FLOAT_TYPES[datatype]).max if not integer else np.inf
-    bad = ~(np.abs(rows) <= limit)  # NaN and infinities too
-    if bad.any():
-        i, j = (int(k) for k in np.argwhere(bad)[0])
-        field = place.of(i * n_features + j)
-        raise _bad("non_finite", f"{field} must be a finite {datatype} number", field)
-    return rows
+    if integer or datatype == "FP64":
+        # NaN and infinities (a finite float64 is within FP64's range; integers are finite).
+        good = bool(np.isfinite(rows).all())
+    else:
+        good = bool((np.abs(rows) <= _FLOAT_LIMITS[datatype]).all())
+    if good:
+        return rows
+    limit = _FLOAT_LIMITS.get(datatype, np.inf)
+    i, j = (int(k) for k in np.argwhere(~(np.abs(rows) <= limit))[0])
+    return i * n_features + j
+
+
+def _refuse_value(flat: list[Any], datatype: str, k: int, place: _Place) -> NoReturn:
+    """Raise the 400 for the k-th value of a tensor's data (see ``_to_rows``)."""
+    field = place.of(k)
+    integer = datatype in INT_TYPES
+    if type(flat[k]) not in (_INTEGERS if integer else _NUMBERS):
+        kind = "an integer" if integer else "a number"
+        raise _bad(
+            "wrong_type", f"{field} must be {kind} ({datatype}), got {type_name(flat[k])}", field
+        )
+    if integer:
+        raise _bad("out_of_range", f"{field} is out of {datatype} range", field)
+    raise _bad("non_finite", f"{field} must be a finite {datatype} number", field)

@@ -45,24 +45,31 @@ class DriftFeed:
 
     ``DriftMonitor.append`` makes a few NumPy calls under a lock; requests handled in the same
     loop turn share one call (their rows are stacked), which matters at thousands of requests/s.
+    The rows travel with the probabilities the request answered, so the drift worker's output
+    test does not score them again.
     """
 
     def __init__(self, monitor: DriftMonitor, loop: asyncio.AbstractEventLoop) -> None:
         self._monitor = monitor
         self._loop = loop
         self._pending: list[np.ndarray] = []
+        self._pending_proba: list[np.ndarray] = []
 
-    def add(self, rows: np.ndarray) -> None:
-        """Queue a request's rows for the next flush (request path: a list append)."""
+    def add(self, rows: np.ndarray, proba: np.ndarray) -> None:
+        """Queue a request's rows and their probabilities for the next flush (request path:
+        two list appends)."""
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(rows)
+        self._pending_proba.append(proba)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        pending_proba, self._pending_proba = self._pending_proba, []
         rows = pending[0] if len(pending) == 1 else np.concatenate(pending)
+        proba = pending_proba[0] if len(pending_proba) == 1 else np.concatenate(pending_proba)
         try:
-            self._monitor.append(rows)
+            self._monitor.append(rows, proba)
         except Exception:  # drift bookkeeping must never fail a request
             log.exception("drift append failed", extra={"rows": len(rows)})
 

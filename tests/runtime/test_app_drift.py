@@ -88,6 +88,38 @@ async def test_the_served_model_scores_the_window_for_target_both(
         assert body["drift"] is False
 
 
+async def test_the_window_keeps_the_probabilities_each_request_was_answered_with(
+    make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
+) -> None:
+    settings = make_settings(drift_enabled=True, drift_window_size=20, drift_check_every=1000)
+    rows = reference_rows(example_model_dir, 12)
+    async with app_client(settings) as client:
+        answered = [
+            (await client.post("/predict", json={"features": row})).json()["probabilities"][0]
+            for row in rows[:4].tolist()
+        ]
+        oip = await client.post(
+            "/v2/models/model/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "features",
+                        "datatype": "FP64",
+                        "shape": [8, 30],
+                        "data": rows[4:].ravel().tolist(),
+                    }
+                ]
+            },
+        )
+        answered += np.reshape(oip.json()["outputs"][0]["data"], (8, 2)).tolist()
+        await asyncio.sleep(0)  # the feed flushes once per loop turn
+        monitor = client.app.state.runtime.drift  # type: ignore[attr-defined]
+        window, total = monitor._buffer.latest()
+    assert total == 12
+    np.testing.assert_array_equal(window[:, :30], rows)
+    np.testing.assert_allclose(window[:, 30:], answered, rtol=0, atol=1e-15)
+
+
 async def test_drift_without_reference_is_reported_off(
     make_settings: Callable[..., RuntimeSettings], example_model_dir: Path
 ) -> None:

@@ -194,3 +194,21 @@ async def test_openapi_documents_the_protocol(
     } <= set(paths)
     body = paths["/v2/models/{model_name}/infer"]["post"]["requestBody"]
     assert "inputs" in body["content"]["application/json"]["schema"]["properties"]
+    versioned = paths["/v2/models/{model_name}/versions/{model_version}/ready"]["get"]
+    assert [p["name"] for p in versioned["parameters"]] == ["model_name", "model_version"]
+    assert all(p["in"] == "path" and p["required"] for p in versioned["parameters"])
+    # The protocol answers a bad request 400: no framework 422 is documented.
+    assert "422" not in paths["/v2/models/{model_name}/infer"]["post"]["responses"]
+
+
+async def test_the_versioned_paths_reach_the_handler_with_their_parameters(
+    make_settings: Callable[..., RuntimeSettings],
+) -> None:
+    async with app_client(make_settings(model_version="v3")) as client:
+        ready = await client.get("/v2/models/model/versions/v3/ready")
+        wrong = await client.get("/v2/models/model/versions/v4/ready")
+        other = await client.get("/v2/models/other/ready")
+    assert ready.json() == {"name": "model", "ready": True}
+    assert wrong.status_code == other.status_code == 404
+    assert "v4" in wrong.json()["error"]
+    assert "other" in other.json()["error"]

@@ -9,6 +9,8 @@ from aiops_runtime.detectors import (
     KSBonferroni,
     NativeMMD,
     SupportCheck,
+    distinct_rows,
+    ks_columns,
     median_heuristic_gamma,
     sq_distances,
 )
@@ -78,6 +80,29 @@ def test_ks_is_the_bonferroni_corrected_minimum_of_per_feature_tests() -> None:
     per_feature = [stats.ks_2samp(reference[:, j], window[:, j]).pvalue for j in range(3)]
     assert result.p_value is not None
     assert np.isclose(result.p_value, min(1.0, 3 * min(per_feature)))
+
+
+def test_distinct_rows_are_numpys_unique_rows_in_its_order() -> None:
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        window = rng.normal(size=(100, 5))
+        if trial % 2:  # resent rows: exact duplicates
+            window[rng.integers(0, 100, 30)] = window[rng.integers(0, 100, 30)]
+        if trial % 3 == 0:  # ties in the first column only
+            window[:, 0] = np.round(window[:, 0])
+        np.testing.assert_array_equal(distinct_rows(window), np.unique(window, axis=0))
+    assert distinct_rows(np.ones((1, 5))).shape == (1, 5)
+
+
+def test_ks_columns_give_scipys_per_column_results_exactly() -> None:
+    """The undecorated KS call gives what ``stats.ks_2samp(axis=0)`` gives, ties included."""
+    rng = np.random.default_rng(7)
+    reference = np.round(rng.random(size=(284, 3)), 2)
+    window = np.round(rng.random(size=(100, 3)) ** 1.3, 2)
+    p_values, statistics = ks_columns(reference, window)
+    expected = stats.ks_2samp(reference, window, axis=0)
+    assert p_values.tolist() == list(expected.pvalue)
+    assert statistics.tolist() == list(expected.statistic)
 
 
 def test_support_check_counts_the_out_of_range_vector_but_not_the_runbook_sample(

@@ -41,6 +41,19 @@ def test_ring_buffer_keeps_the_tail_of_a_batch_larger_than_itself() -> None:
     assert window[:, 0].tolist() == [9, 10, 11, 12]
 
 
+def test_ring_buffer_keeps_each_rows_outputs_beside_it_and_nan_when_none_came() -> None:
+    buffer = RingBuffer(capacity=5, features=3, outputs=2)
+    buffer.append(rows(0, 3), np.arange(6.0).reshape(3, 2))
+    buffer.append(rows(3, 7))  # wraps around, no outputs
+    buffer.append(rows(7, 13), np.arange(12.0).reshape(6, 2))  # larger than the buffer
+    window, total = buffer.latest()
+    assert total == 13
+    assert window[:, 0].tolist() == [8, 9, 10, 11, 12]
+    assert window[:, 3:].tolist() == np.arange(2.0, 12.0).reshape(5, 2).tolist()
+    buffer.append(rows(13, 14))
+    assert np.isnan(buffer.latest(1)[0][:, 3:]).all()
+
+
 def test_latest_returns_a_copy_that_later_appends_do_not_change() -> None:
     buffer = RingBuffer(capacity=4, features=3)
     buffer.append(rows(0, 4))

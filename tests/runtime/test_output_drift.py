@@ -84,6 +84,44 @@ def test_target_both_combines_inputs_and_outputs_by_bonferroni() -> None:
     assert fields["p_value"] == pytest.approx(min(1.0, 2 * min(inputs, fields["p_value_outputs"])))
 
 
+class CountingModel:
+    """predict_proba of the training model that counts the rows it scores."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        self.rows += len(rows)
+        return training_model()(rows)
+
+
+def test_the_output_test_uses_the_appended_probabilities_and_scores_only_rows_without() -> None:
+    split = training_split()
+    window = malignant_window()
+    model = CountingModel()
+    given = DriftMonitor(split.reference, DriftConfig(target="outputs"), predict=model)
+    scored = DriftMonitor(split.reference, DriftConfig(target="outputs"), predict=model)
+    model.rows = 0
+    scored.append(window)
+    expected = scored.check_now()
+    assert expected is not None
+    assert model.rows == 100
+
+    model.rows = 0
+    given.append(window[:60], training_model()(window[:60]))
+    given.append(window[60:])
+    fields = given.check_now()
+    assert fields is not None
+    assert model.rows == 40, "only the rows appended without probabilities are scored"
+    assert fields["p_value_outputs"] == expected["p_value_outputs"] < 1e-6
+
+
+def test_appended_probabilities_must_have_one_per_class() -> None:
+    monitor = DriftMonitor(training_split().reference, DriftConfig(), predict=training_model())
+    with pytest.raises(ValueError, match="2 class probabilities"):
+        monitor.append(malignant_window(3), np.zeros((3, 3)))
+
+
 def test_outputs_need_the_model(caplog: pytest.LogCaptureFixture) -> None:
     reference = training_split().reference
     with pytest.raises(ValueError, match="needs the model's predictions"):
