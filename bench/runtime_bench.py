@@ -30,6 +30,7 @@ of RATIOS and whether each of TARGETS is met.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import operator
 import os
@@ -57,7 +58,6 @@ from sklearn.datasets import load_breast_cancer
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-VENV_BIN = Path(sys.executable).parent
 DEFAULT_VENV_DIR = Path.home() / ".cache" / "aiops-quality" / "bench-venvs"
 MODEL_DIR = REPO / "examples" / "models" / "breast-cancer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -85,6 +85,11 @@ VENV_SPECS = {
     "kserve": ["kserve==0.21.0", f"scikit-learn=={sklearn.__version__}"],
     "bentoml": ["bentoml==1.4.40", f"scikit-learn=={sklearn.__version__}"],
     "granian": ["granian[uvloop]==2.8.9"],
+    # Ours as the image installs it (Dockerfile.runtime): the hash-locked runtime dependencies
+    # and nothing else. The development .venv also holds the test extras (pytest, rich, pandas
+    # for the kserve client), which scikit-learn and skops import when present: +40 MB of RSS
+    # that no deployment has. The runtime's code itself comes from this checkout (PYTHONPATH).
+    "shipped": ["--require-hashes", "--no-deps", "-r", str(REPO / "runtime" / "requirements.lock")],
 }
 # The distributions whose versions the report names, by virtualenv ("ours": the repository's).
 VERSIONS = {
@@ -186,11 +191,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def venv_stamp(args: list[str]) -> str:
+    """What a virtualenv was built from: its pip arguments and the text of each requirements
+    file among them (a changed lock builds the virtualenv again)."""
+    files = [Path(f).read_text() for flag, f in itertools.pairwise(args) if flag == "-r"]
+    return "\n".join(args + files)
+
+
 def ensure_venv(venv_dir: Path, name: str) -> tuple[Path | None, str | None]:
     """A virtualenv with VENV_SPECS[name] installed: (its python, None) or (None, why not)."""
     venv = venv_dir / f"{name}-venv"
     stamp = venv / ".bench-spec"
-    spec = "\n".join(VENV_SPECS[name])
+    spec = venv_stamp(VENV_SPECS[name])
     python = venv / "bin" / "python"
     if stamp.exists() and stamp.read_text() == spec and python.exists():
         return python, None
@@ -422,31 +434,44 @@ class Context:
     joblib_dir: Path
 
 
-def _runtime(port: int, drift: bool, path: str = "/predict", protocol: str = "predict") -> Variant:
-    command = [str(VENV_BIN / "aiops-runtime"), "serve", "--model-dir", str(MODEL_DIR)]
+def shipped_python(ctx: Context) -> tuple[Path, dict[str, str], str | None]:
+    """The interpreter of the `shipped` virtualenv and the environment that runs this checkout's
+    runtime code with it (or the error why not)."""
+    python, error = ensure_venv(ctx.venv_dir, "shipped")
+    return python or Path(sys.executable), {"PYTHONPATH": str(REPO / "runtime")}, error
+
+
+def _runtime(
+    ctx: Context, port: int, drift: bool, path: str = "/predict", protocol: str = "predict"
+) -> Variant:
+    python, env, error = shipped_python(ctx)
+    command = [str(python), "-m", "aiops_runtime.cli", "serve", "--model-dir", str(MODEL_DIR)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    env = {"DRIFT_ENABLED": "true" if drift else "false", "MODEL_NAME": RUNTIME_MODEL}
-    return Variant("", command, env, f"http://127.0.0.1:{port}/readyz", path, protocol)
+    env |= {"DRIFT_ENABLED": "true" if drift else "false", "MODEL_NAME": RUNTIME_MODEL}
+    ready = f"http://127.0.0.1:{port}/readyz"
+    return Variant("", command, env, ready, path, protocol, error=error)
 
 
 def start_floor(ctx: Context, port: int) -> Variant:
-    command = [sys.executable, str(BENCH / "runtime_floor.py"), "--port", str(port)]
+    python, env, error = shipped_python(ctx)
+    command = [str(python), str(BENCH / "runtime_floor.py"), "--port", str(port)]
     return Variant(
-        "", command, {}, f"http://127.0.0.1:{port}/readyz", "/predict", "predict",
-        constant=FLOOR_PROBA,
+        "", command, env, f"http://127.0.0.1:{port}/readyz", "/predict", "predict",
+        error=error, constant=FLOOR_PROBA,
     )  # fmt: skip
 
 
 def start_drift_on(ctx: Context, port: int) -> Variant:
-    return _runtime(port, drift=True)
+    return _runtime(ctx, port, drift=True)
 
 
 def start_drift_off(ctx: Context, port: int) -> Variant:
-    return _runtime(port, drift=False)
+    return _runtime(ctx, port, drift=False)
 
 
 def start_oip(ctx: Context, port: int) -> Variant:
-    return _runtime(port, drift=True, path=f"/v2/models/{RUNTIME_MODEL}/infer", protocol="oip")
+    oip = f"/v2/models/{RUNTIME_MODEL}/infer"
+    return _runtime(ctx, port, drift=True, path=oip, protocol="oip")
 
 
 def start_seed(ctx: Context, port: int) -> Variant:
@@ -621,6 +646,9 @@ def venv_versions(python: Path, dists: tuple[str, ...]) -> dict[str, str]:
 def versions(venv_dir: Path, names: list[str]) -> dict[str, str]:
     """The versions of the servers measured: ours and each peer's whose virtualenv exists."""
     found = {dist: version(dist) for dist in VERSIONS["ours"]}
+    shipped = venv_dir / "shipped-venv" / "bin" / "python"
+    if shipped.exists():  # what our variants ran on (the runtime's code is this checkout's)
+        found |= venv_versions(shipped, VERSIONS["ours"][1:])
     peers = {name.split("_")[0] for name in names} & set(VERSIONS)
     for peer in sorted(peers):
         python = venv_dir / f"{peer}-venv" / "bin" / "python"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,20 @@ def test_the_report_names_every_ratio_of_the_issue_and_whether_it_meets_its_targ
         "ready_s": True,
         "rss_mb": True,
     }
+
+
+def test_a_virtualenv_built_from_a_lock_is_rebuilt_when_the_lock_changes(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("numpy==2.3.0 --hash=sha256:aa\n")
+    args = ["--require-hashes", "-r", str(lock)]
+    before = bench.venv_stamp(args)
+    assert bench.venv_stamp(args) == before
+    lock.write_text("numpy==2.3.1 --hash=sha256:bb\n")
+    assert bench.venv_stamp(args) != before
+    assert bench.venv_stamp(["kserve==0.21.0"]) == "kserve==0.21.0"
+
+
+def test_our_variants_run_on_the_locked_dependencies_the_image_installs() -> None:
+    shipped = bench.VENV_SPECS["shipped"]
+    assert shipped[-1] == str(bench.REPO / "runtime" / "requirements.lock")
+    assert "--require-hashes" in shipped
