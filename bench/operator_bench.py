@@ -71,6 +71,7 @@ TARGETS = {
 }
 SETTLE_BASELINE_S = 5.0  # RSS samples after start-up, before any ModelService
 SETTLE_AFTER_DELETE_S = 15.0  # RSS samples once every ModelService is gone
+READY_STALL_S = 180.0  # no ModelService turned Ready for this long: readiness stalled
 
 
 def limit_s(n: int) -> float:
@@ -201,8 +202,10 @@ async def run_operator(
     began = time.monotonic()
     await asyncio.gather(*(create(name) for name in names))
     await arrivals.wait(names, limit_s(n))
-    if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=60):
-        print(f"only {len(ready)}/{n} Ready (no progress for 60 s)", file=sys.stderr)
+    # The first pods come only after the controller-manager has worked through N ReplicaSets:
+    # on 2 loaded cores that alone can take minutes, so a stall is long.
+    if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=READY_STALL_S):
+        print(f"only {len(ready)}/{n} Ready (no progress for {READY_STALL_S} s)", file=sys.stderr)
     converge_s = (max(ready.values()) - began) if len(ready) == n else None
     ready_task.cancel()
     arrivals.stop()

@@ -61,6 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -
     settings.networking.request_timeout = config.request_timeout_s
     if config.worker_limit:
         settings.queueing.worker_limit = config.worker_limit
+    settings.queueing.idle_timeout = config.worker_idle_s
     for api_version, plural in CHILD_RESOURCES:
         settings.watching.label_selectors[api_version, plural] = manifests.MANAGED_SELECTOR
     memo.state.kube = KubeClient(

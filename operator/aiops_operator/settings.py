@@ -54,7 +54,16 @@ class OperatorSettings(BaseSettings):
         description="How long the ServiceMonitor CRD discovery result is cached.",
     )
     worker_limit: int = Field(
-        default=0, ge=0, description="Most ModelServices handled at once; 0 means no limit."
+        default=0,
+        ge=0,
+        description="Most objects handled at once per watched kind (ModelServices, and each"
+        " child kind apart); a burst waits in the watch stream, not in memory. 0: no limit.",
+    )
+    worker_idle_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds an object's event worker stays after its last event (Kopf's"
+        " queueing idle timeout); with worker_limit, it holds a slot that long.",
     )
     request_timeout_s: float = Field(
         default=30.0,

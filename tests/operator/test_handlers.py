@@ -9,7 +9,12 @@ from typing import Any
 
 import kopf
 
-from aiops_operator.handlers import kopf_connection_limit, on_child_event, remember_modelservice
+from aiops_operator.handlers import (
+    configure,
+    kopf_connection_limit,
+    on_child_event,
+    remember_modelservice,
+)
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import Outcome
@@ -146,3 +151,28 @@ def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> N
     assert memo.state.outcomes == {}
     assert memo.status._locks == {}
     assert memo.status._scheduled == {}
+
+
+def test_configure_hands_the_worker_bounds_to_kopf(tmp_path: Any, monkeypatch: Any) -> None:
+    """worker_limit and worker_idle_s reach Kopf's queueing settings (a burst then waits in the
+    watch stream instead of as N parsed events in memory)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    memo = Operator.create(OperatorSettings(worker_limit=48, worker_idle_s=1.5))
+    settings = kopf.OperatorSettings()
+
+    async def run() -> None:
+        await configure(settings=settings, memo=memo)
+        assert memo.state.kube is not None
+        await memo.state.kube.close()
+
+    asyncio.run(run())
+    assert settings.queueing.worker_limit == 48
+    assert settings.queueing.idle_timeout == 1.5
+    assert kopf.OperatorSettings().queueing.idle_timeout != 1.5  # not Kopf's default by chance
