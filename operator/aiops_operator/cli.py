@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=config.liveness_endpoint or None,
     )
     if not config.leader_election:
+        operator_metrics.LEADER.set(1)
         kopf.run(**options)
         return 0
     return asyncio.run(_run_elected(config, options))

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from aiops_operator.kube import KubeApiError, KubeClient, resource_path
+from aiops_operator.operator_metrics import LEADER
 
 log = logging.getLogger("aiops_operator.leader")
 
@@ -250,8 +251,10 @@ async def run_elected(
     ends the process at once (exit status 1): Kubernetes restarts it as a standby, and nothing
     of the old leader's in-flight work keeps acting beside the new leader."""
     runner = await serve_standby(standby_endpoint)
+    LEADER.set(0)
     log.info("standing by for the leader lease", extra={"identity": elector.identity})
     await elector.acquire()
+    LEADER.set(1)
     if runner is not None:
         await runner.cleanup()
     operator = asyncio.ensure_future(operate())
@@ -263,6 +266,7 @@ async def run_elected(
             handler.flush()
         os._exit(1)  # not SystemExit: no cleanup handler, no last patch runs
     holding.cancel()
+    LEADER.set(0)
     await elector.release()
     await elector.client.close()
     operator.result()  # re-raise what ended the operator, if anything did

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import kopf
-from prometheus_client import REGISTRY, Counter, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 P = ParamSpec("P")
@@ -45,6 +45,13 @@ RETRAIN_SKIPPED = Counter(
     "aiops_operator_retrain_skipped_total",
     "Drift events that did not trigger a retrain because the cooldown had not passed.",
     ["namespace", "modelservice"],
+)
+
+
+LEADER = Gauge(
+    "aiops_operator_leader",
+    "1 while this replica is the active operator (it holds the leader Lease, or runs without "
+    "leader election), 0 while it stands by.",
 )
 
 

@@ -25,6 +25,7 @@ from aiops_operator.spec import ModelServiceSpec
 from tests.delivery.delivery_helpers import (
     MONITORING_CHART,
     NO_DEPENDENCIES,
+    OPERATOR_CHART,
     REPO_ROOT,
     alloy_attribute,
     alloy_blocks,
@@ -100,7 +101,7 @@ def discovered_as_static(job: dict[str, Any], address: str, pod: dict[str, Any])
 
 def test_alert_rules_pass_promtool_check() -> None:
     out = promtool("check", "rules", RULES).stdout
-    assert "SUCCESS: 5 rules found" in out
+    assert "SUCCESS: 7 rules found" in out
 
 
 def test_every_alert_fires_and_stays_silent_in_promtool_unit_tests() -> None:
@@ -137,10 +138,56 @@ def test_scrape_job_for_operator_annotations_passes_promtool_check_config(
     assert "SUCCESS" in out
 
 
+def scrape_job(name: str) -> dict[str, Any]:
+    """One job of files/scrape-configs.yaml by its job_name."""
+    (job,) = [j for j in yaml.safe_load(SCRAPE_JOBS.read_text()) if j["job_name"] == name]
+    return job  # type: ignore[no-any-return]
+
+
+def kept_by(job: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """Whether the job's `keep` rules keep a pod with these labels and annotations, as
+    Prometheus's kubernetes_sd names them (non-alphanumerics become `_`)."""
+    meta = {}
+    for kind, values in (("label", "labels"), ("annotation", "annotations")):
+        for key, value in (metadata.get(values) or {}).items():
+            meta[f"__meta_kubernetes_pod_{kind}_{re.sub(r'[^a-zA-Z0-9_]', '_', key)}"] = value
+    return all(
+        re.fullmatch(rule["regex"], ";".join(meta.get(n, "") for n in rule["source_labels"]))
+        for rule in job["relabel_configs"]
+        if rule.get("action") == "keep"
+    )
+
+
+def operator_pod(render: Any, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The operator chart's pod metadata and its container."""
+    docs = render(OPERATOR_CHART, *args)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    return template["metadata"], template["spec"]["containers"][0]
+
+
+def test_the_operator_job_scrapes_every_operator_replica_and_no_runtime(render: Any) -> None:
+    metadata, container = operator_pod(render)
+    annotations = metadata["annotations"]
+    (metrics,) = [p for p in container["ports"] if p["name"] == "metrics"]
+
+    assert kept_by(scrape_job("aiops-operator"), metadata)
+    assert annotations["prometheus.io/port"] == str(metrics["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert not kept_by(scrape_job("aiops-runtime-pods"), metadata)
+    assert not kept_by(scrape_job("aiops-operator"), example_pod_template()[0]["metadata"])
+    # No metrics port, nothing to scrape: no annotations that would make a target fail.
+    metadata, _ = operator_pod(render, "--set", "settings.metricsPort=0")
+    assert "prometheus.io/scrape" not in metadata["annotations"]
+    metadata, _ = operator_pod(render, "--set", "metrics.scrapeAnnotations=false")
+    assert not kept_by(scrape_job("aiops-operator"), metadata)
+
+
 def test_scrape_job_keeps_exactly_the_annotations_the_operator_emits() -> None:
     template, container = example_pod_template()
     annotations = template["metadata"]["annotations"]
-    (job,) = yaml.safe_load(SCRAPE_JOBS.read_text())
+    job = scrape_job("aiops-runtime-pods")
+    assert kept_by(job, template["metadata"])
     kept = {
         tuple(r["source_labels"]): r["regex"]
         for r in job["relabel_configs"]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from aiops_operator.kube import KubeApiError
 from aiops_operator.leader import (
@@ -20,6 +21,7 @@ from aiops_operator.leader import (
     released_spec,
     run_elected,
 )
+from aiops_operator.operator_metrics import LEADER
 
 NOW = datetime(2026, 12, 2, 18, 0, 0, 123456, tzinfo=UTC)
 
@@ -242,3 +244,40 @@ def test_an_operator_ending_cleanly_releases_the_lease() -> None:
     elector = ScriptedElector(lose_after=None)
     assert asyncio.run(run_elected(elector, operate, "")) == 0  # type: ignore[arg-type]
     assert elector.released
+
+
+def _leader_gauge() -> float | None:
+    return REGISTRY.get_sample_value("aiops_operator_leader")
+
+
+class GrantedLater(ScriptedElector):
+    """Leads once `granted` is set; records the leader gauge while it waits."""
+
+    def __init__(self) -> None:
+        super().__init__(lose_after=None)
+        self.granted = asyncio.Event()
+        self.gauge_while_waiting: float | None = None
+
+    async def acquire(self) -> None:
+        self.gauge_while_waiting = _leader_gauge()
+        await self.granted.wait()
+
+
+def test_the_leader_gauge_is_0_while_standing_by_and_1_while_leading() -> None:
+    gauge_while_operating: list[float | None] = []
+
+    async def operate() -> None:
+        gauge_while_operating.append(_leader_gauge())
+
+    async def scenario(elector: GrantedLater) -> int:
+        LEADER.set(1)  # whatever an earlier run in this process left
+        running = asyncio.ensure_future(run_elected(elector, operate, ""))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        elector.granted.set()
+        return await running
+
+    elector = GrantedLater()
+    assert asyncio.run(scenario(elector)) == 0
+    assert elector.gauge_while_waiting == 0.0
+    assert gauge_while_operating == [1.0]
+    assert _leader_gauge() == 0.0  # the Lease released: no longer leading
