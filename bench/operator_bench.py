@@ -360,8 +360,9 @@ def rss_mb(pid: int) -> tuple[float, float]:
 async def wait_floor_settled(
     client: KubeClient, namespace: str, n: int, began: float
 ) -> tuple[int, float | None]:
-    """Until every floor Deployment has its pod ready, or readiness stops progressing for 30 s
-    (the fake node's allocatable CPU fits only so many pods). Returns how many are ready and the
+    """Until every floor Deployment has its pod ready, or readiness stops progressing for
+    READY_STALL_S, as for the ModelServices (the fake node's allocatable CPU fits only so many
+    pods). Returns how many are ready and the
     seconds from `began` (the floor's first create) until the last one was: the control plane's
     own time to converge N Deployments, with no operator in the way (None when some never did)."""
     path = resource_path("apps/v1", "deployments", namespace)
@@ -375,7 +376,7 @@ async def wait_floor_settled(
 
     watcher = asyncio.create_task(watch())
     try:
-        if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=30):
+        if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=READY_STALL_S):
             print(f"floor: only {len(ready)}/{n} Deployments ready (stalled)", file=sys.stderr)
     finally:
         watcher.cancel()
@@ -386,6 +387,16 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_used(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each named process used since `before` (a cpu_snapshot), to 0.1 s."""
+    return {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
 
 
 def delete_namespace(cluster: LocalCluster, namespace: str, n: int) -> None:
@@ -411,17 +422,14 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:
         floor_components = cluster.running_pids()
-        floor_cpu_before = {name: cpu_seconds(pid) for name, pid in floor_components.items()}
+        floor_cpu_before = cpu_snapshot(floor_components)
         floor, floor_began = await run_floor(as_operator, client, "bench-floor", n)
         # The controller-manager keeps creating the floor's ReplicaSets and pods for a while;
         # let it finish so the operator's run does not pay for the floor's work.
         floor_ready, floor_converge_s = await wait_floor_settled(
             client, "bench-floor", n, floor_began
         )
-        floor_cpu_s = {
-            name: round(cpu_seconds(pid) - floor_cpu_before[name], 1)
-            for name, pid in floor_components.items()
-        }
+        floor_cpu_s = cpu_used(floor_components, floor_cpu_before)
         # Free the fake node for the operator's pods and let the garbage collector finish first.
         delete_namespace(cluster, "bench-floor", n)
         snapshots = None
@@ -433,14 +441,11 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             rss_baseline = settled_mb(await sample_rss_mb(proc.pid, SETTLE_BASELINE_S))
             await take_snapshot(proc.pid, snapshots, 1)
             components = {**cluster.running_pids(), "operator": proc.pid}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in components.items()}
+            cpu_before = cpu_snapshot(components)
             reconcile, converge_s, n_ready = await run_operator(client, "bench-operator", n)
             rss, rss_peak = rss_mb(proc.pid)
             cpu_s = cpu_seconds(proc.pid)
-            phase_cpu_s = {
-                name: round(cpu_seconds(pid) - cpu_before[name], 1)
-                for name, pid in components.items()
-            }
+            phase_cpu_s = cpu_used(components, cpu_before)
             # The operator runs while its namespace goes, as it would in production: every
             # ModelService and child is deleted and gone before the memory is read again.
             delete_namespace(cluster, "bench-operator", n)

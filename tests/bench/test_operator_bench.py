@@ -82,3 +82,17 @@ def test_the_parts_of_a_run_are_the_gaps_between_its_moments() -> None:
 
 def test_only_the_benchmarks_configmaps_are_counted() -> None:
     assert client_bench.ours(["kube-root-ca.crt", "cm-0000", "cm-0001"]) == ["cm-0000", "cm-0001"]
+
+
+def test_cpu_used_is_the_cpu_a_process_spent_since_the_snapshot() -> None:
+    import os
+    import time
+
+    me = {"bench": os.getpid()}
+    before = operator_bench.cpu_snapshot(me)
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    used = operator_bench.cpu_used(me, before)
+    assert set(used) == {"bench"}
+    assert 0.2 <= used["bench"] <= 1.0
