@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -139,13 +140,30 @@ def test_a_small_run_prints_the_promised_keys_as_its_last_line(
     finally:
         drift_log.setLevel(level)
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for prefix in ("", "uncalibrated_"):
+    for prefix in ("", "uncalibrated_", "fresh_", "fresh_uncalibrated_"):
         for key in ("false_events_per_day_mean", "false_events_per_day_p95",
                     "false_events_per_day_max", "detect_prob_S5", "median_delay_S2"):  # fmt: skip
             assert f"{prefix}{key}" in result
     assert result["detect_prob_S5"] == 1.0
     assert result["calibrated_consecutive"] == [5]
     assert 0 < result["calibration_s"] < 60
+    assert result["fresh_detect_prob_S5"] == 1.0
+    assert result["fresh_calibrated_splits"] == 2
+
+
+def test_fresh_traffic_is_new_rows_and_the_calibration_gets_the_whole_held_out_part() -> None:
+    source = bench.FreshTrafficSource(traffic_rows=3000)
+    split, calibration_rows, stream = source(0)
+
+    assert len(split.reference) + len(calibration_rows) == 569
+    assert len(calibration_rows) == math.ceil(569 * bench.TEST_FRACTION)  # as sklearn rounds
+    assert np.array_equal(stream.reference, split.reference)
+    assert len(stream.pool) == len(stream.pool_labels) == 3000
+    known = {row.tobytes() for row in np.concatenate((split.reference, calibration_rows))}
+    assert not known & {row.tobytes() for row in stream.pool}
+    # Another split is another data set, not the same one cut differently.
+    other, _, _ = source(1)
+    assert not {row.tobytes() for row in other.reference} & {r.tobytes() for r in split.reference}
 
 
 class _FiresEvery:
