@@ -43,6 +43,21 @@ def role(operator: OperatorProcess) -> str | None:
     return "standby" if body == {"role": "standby"} else "leader"
 
 
+def leader_gauge(operator: OperatorProcess) -> float | None:
+    """The `aiops_operator_leader` value on the operator's /metrics, None if it does not answer."""
+    try:
+        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "aiops_operator_leader":
+            return float(value)
+    return None
+
+
 def holder(kube: Kube, lease: str) -> str:
     proc = kube.cluster.kubectl("-n", OPERATOR_NAMESPACE, "get", "lease", lease,
                                 "-o", "jsonpath={.spec.holderIdentity}", check=False)  # fmt: skip
@@ -103,6 +118,7 @@ def test_the_standby_takes_over_a_killed_leader_during_a_burst(
         return (pair[0], pair[1]) if roles[0] == "leader" else (pair[1], pair[0])
 
     leader, standby = wait_for("one leader and one standby", one_leader, 30)
+    assert (leader_gauge(leader), leader_gauge(standby)) == (1.0, 0.0)
     first = [f"first-{i:02d}" for i in range(10)]
     second = [f"second-{i:02d}" for i in range(10)]
     third = [f"third-{i:02d}" for i in range(10)]
@@ -127,6 +143,7 @@ def test_the_standby_takes_over_a_killed_leader_during_a_burst(
     new_holder = wait_for("the standby holding the Lease", taken_over, 30, 0.1)
     takeover = time.monotonic() - killed
     wait_for("the new leader serving", lambda: role(standby) == "leader", 10, 0.1)
+    assert leader_gauge(standby) == 1.0
     expected: dict[str, Any] = (
         {n: 0.2 for n in first} | {n: 0.05 for n in second[5:]} | {n: 0.05 for n in third}
     )
