@@ -47,7 +47,7 @@ import aiohttp
 import yaml
 from aiops_harness.localcluster import LocalCluster, free_port, temporary_cluster
 
-from aiops_operator.kube import KubeClient, load_connection, resource_path
+from aiops_operator.kube import KubeApiError, KubeClient, load_connection, resource_path
 from aiops_operator.manifests import (
     Owner,
     RenderOptions,
@@ -91,9 +91,17 @@ async def watch_forever(client: KubeClient, path: str) -> AsyncIterator[dict[str
     while True:
         try:
             async for event in client.watch(path, {"timeoutSeconds": "300"}):
+                if event.get("type") == "ERROR":
+                    # A Status, not an object (e.g. a lagging watch cache): watch again.
+                    status = event.get("object") or {}
+                    print(f"watch {path}: {status.get('message')}; watching again", file=sys.stderr)
+                    break
                 yield event
-        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        except (TimeoutError, OSError, ValueError, aiohttp.ClientError, KubeApiError) as exc:
+            # A loaded API server may refuse a new watch (429, 500); the stream must not die
+            # with it, or the bench would count no more Ready objects (a false 0/N).
             print(f"watch {path} ended ({exc!r}); watching again", file=sys.stderr)
+            await asyncio.sleep(1.0)
         await asyncio.sleep(0.1)
 
 
@@ -109,7 +117,9 @@ class Arrivals:
 
     async def start(self) -> None:
         for api_version, plural in CHILD_PLURALS:
-            self.tasks.append(asyncio.create_task(self._watch(api_version, plural)))
+            task = asyncio.create_task(self._watch(api_version, plural))
+            task.add_done_callback(report_death)
+            self.tasks.append(task)
         await asyncio.sleep(0.5)  # let the watches connect before anything is created
 
     async def _watch(self, api_version: str, plural: str) -> None:
@@ -170,6 +180,13 @@ async def run_floor(
     return latencies_ms(starts, arrivals), began
 
 
+def report_death(task: asyncio.Task[Any]) -> None:
+    """Print why a watching task ended, unless it was cancelled: a silent death would look like
+    objects that never turned Ready."""
+    if not task.cancelled() and task.exception() is not None:
+        print(f"a watch task died: {task.exception()!r}", file=sys.stderr)
+
+
 async def run_operator(
     client: KubeClient, namespace: str, n: int
 ) -> tuple[list[float], float | None, int]:
@@ -190,6 +207,7 @@ async def run_operator(
                     all_ready.set()
 
     ready_task = asyncio.create_task(watch_ready())
+    ready_task.add_done_callback(report_death)
     starts: dict[str, float] = {}
 
     async def create(name: str) -> None:
@@ -216,18 +234,22 @@ async def until_stalled(
     count: Callable[[], int], target: int, timeout_s: float, stall_s: float
 ) -> bool:
     """Poll `count` until it reaches `target` (True), or stops growing for `stall_s` or runs out
-    of time (False): at large N the fake node's capacity, not the operator, caps readiness."""
+    of time (False): at large N the fake node's capacity, not the operator, caps readiness.
+    The stall clock starts at the first growth: how long until the first object turns Ready
+    grows with N (the controller-manager works through N ReplicaSets first), and at N=2000 it
+    took longer than any fixed stall guard, which then reported 0/N."""
     deadline = time.monotonic() + timeout_s
-    last, changed = count(), time.monotonic()
+    first = last = count()
+    changed = time.monotonic()
     while time.monotonic() < deadline:
         current = count()
         if current >= target:
             return True
         if current != last:
             last, changed = current, time.monotonic()
-        elif time.monotonic() - changed > stall_s:
+        elif current != first and time.monotonic() - changed > stall_s:
             return False
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
     return False
 
 
@@ -375,6 +397,7 @@ async def wait_floor_settled(
                 ready.setdefault(deployment["metadata"]["name"], time.monotonic())
 
     watcher = asyncio.create_task(watch())
+    watcher.add_done_callback(report_death)
     try:
         if not await until_stalled(lambda: len(ready), n, limit_s(n), stall_s=READY_STALL_S):
             print(f"floor: only {len(ready)}/{n} Deployments ready (stalled)", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.bench.bench_modules import load
@@ -96,3 +98,65 @@ def test_cpu_used_is_the_cpu_a_process_spent_since_the_snapshot() -> None:
     used = operator_bench.cpu_used(me, before)
     assert set(used) == {"bench"}
     assert 0.2 <= used["bench"] <= 1.0
+
+
+def test_watch_forever_survives_refused_watches_and_error_events() -> None:
+    import asyncio
+
+    from aiops_operator.kube import KubeApiError
+
+    class Client:
+        """Each watch call plays the next script: events to yield, or an error to raise."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.scripts: list[Any] = [
+                KubeApiError(429, "TooManyRequests", "try again"),
+                [{"type": "ADDED", "object": {"n": 1}}, {"type": "ERROR", "object": {}}],
+                [{"type": "MODIFIED", "object": {"n": 2}}],
+            ]
+
+        async def watch(self, path: str, params: dict[str, str]) -> Any:
+            script = self.scripts[min(self.calls, len(self.scripts) - 1)]
+            self.calls += 1
+            if isinstance(script, Exception):
+                raise script
+            for event in script:
+                yield event
+
+    async def first_two() -> list[Any]:
+        seen = []
+        async for event in operator_bench.watch_forever(Client(), "/x"):
+            seen.append(event["object"])
+            if len(seen) == 2:
+                return seen
+        return seen
+
+    assert asyncio.run(asyncio.wait_for(first_two(), 10)) == [{"n": 1}, {"n": 2}]
+
+
+def test_until_stalled_waits_for_the_first_progress_then_guards_against_a_stall() -> None:
+    import asyncio
+    import time
+
+    def counter(steps: list[tuple[float, int]]) -> Any:
+        began = time.monotonic()
+
+        def count() -> int:
+            elapsed = time.monotonic() - began
+            return max([n for at, n in steps if at <= elapsed], default=0)
+
+        return count
+
+    def run(steps: list[tuple[float, int]], target: int, timeout_s: float) -> bool:
+        coro = operator_bench.until_stalled(counter(steps), target, timeout_s, stall_s=0.3)
+        return asyncio.run(coro)
+
+    # Nothing for longer than the stall guard, then everything: a slow start is no stall.
+    assert run([(0.8, 1), (1.0, 3)], target=3, timeout_s=5) is True
+    # Progress, then none for longer than the guard: a stall.
+    assert run([(0.1, 1)], target=3, timeout_s=5) is False
+    # Never any progress: the timeout ends it.
+    started = time.monotonic()
+    assert run([], target=3, timeout_s=0.6) is False
+    assert time.monotonic() - started >= 0.6
