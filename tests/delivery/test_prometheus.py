@@ -260,7 +260,7 @@ def prometheus_server(tmp_path: Path, runtime_server: tuple[str, Path]) -> Itera
     # The one liberty taken: the annotated port (8000 in a pod) is the local runtime's free port.
     local_port = runtime_url.rsplit(":", 1)[1]
     template["metadata"]["annotations"]["prometheus.io/port"] = local_port
-    (job,) = yaml.safe_load(SCRAPE_JOBS.read_text())
+    job = scrape_job("aiops-runtime-pods")
     static_job = discovered_as_static(job, "127.0.0.1:1", template)
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config([static_job])))

@@ -194,7 +194,9 @@ def test_a_real_prometheus_discovers_the_runtime_pod_and_scrapes_it(
 ) -> None:
     # The shipped scrape job, as is, with Kubernetes discovery pointed at this cluster: the
     # operator's prometheus.io/* pod annotations decide the target.
-    (job,) = yaml.safe_load(SCRAPE_JOBS.read_text())
+    (job,) = [
+        j for j in yaml.safe_load(SCRAPE_JOBS.read_text()) if j["job_name"] == "aiops-runtime-pods"
+    ]
     pki = runbook.cluster.state_dir / "pki"
     job["kubernetes_sd_configs"][0].update(
         api_server=runbook.cluster.server,
