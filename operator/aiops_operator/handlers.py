@@ -6,9 +6,10 @@ Flow:
 - the first watch event of a new generation already applies a valid spec's children
   (`_apply_at_first_sight`); `reconcile` then only publishes the status, or reports and retries
   what failed.
-- events of the children (labelled managed-by=aiops-operator, selected server-side) ->
-  `on_child_event`: a Deployment event refreshes the status (no polling); a child that was
-  deleted or edited away from its desired state is applied again.
+- events of the children (labelled managed-by=aiops-operator, selected server-side), read by
+  the children's own watch (child_watch.py, not Kopf: no worker per object) ->
+  `on_child_event`: a Deployment event has the status refreshed (no polling); a child that was
+  deleted or edited away from its desired state is applied again, by a background job.
 What the handlers share arrives as Kopf's operator memo (`memo: Operator`, memo.py); status is
 written only by its status writer (status_writer.py). No handler needs a finalizer: children go
 with their ModelService through ownerReferences. `register(registry)` installs the handlers.
@@ -26,7 +27,7 @@ import kopf
 from pydantic import ValidationError
 
 from aiops_operator import manifests, operator_metrics
-from aiops_operator.kube import PLURALS, KubeApiError, KubeClient, load_connection
+from aiops_operator.kube import KubeApiError, KubeClient, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
@@ -42,9 +43,6 @@ from aiops_operator.state import Key, Outcome, Recipe
 from aiops_operator.status import Problem
 from aiops_operator.status_writer import owned_by
 
-# (apiVersion, plural) of every child kind the operator watches.
-CHILD_RESOURCES = [(api_version, PLURALS[kind]) for api_version, kind in manifests.CHILD_KINDS]
-MANAGED = {manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY}
 log = logging.getLogger("aiops_operator")
 
 
@@ -62,8 +60,6 @@ async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -
     if config.worker_limit:
         settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.worker_idle_s
-    for api_version, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[api_version, plural] = manifests.MANAGED_SELECTOR
     memo.state.kube = KubeClient(
         load_connection(),
         field_manager=config.field_manager,
@@ -95,16 +91,15 @@ async def login(memo: Operator, **_: Any) -> kopf.AiohttpSession:
 def kopf_connection_limit(config: OperatorSettings) -> int:
     """Kopf's pool: one long-lived connection per watch stream plus `api_connections`.
 
-    Kopf watches ModelServices and each child kind per served namespace (or once cluster-wide),
-    plus CRDs; every stream holds a connection for its lifetime, so they must not starve the
-    requests. One spare stream per namespace covers a later-discovered kind. With namespace
-    globs the number of streams follows the matching namespaces, so the pool is not bounded.
+    Kopf watches ModelServices per served namespace (or once cluster-wide), plus CRDs; every
+    stream holds a connection for its lifetime, so they must not starve the requests (the
+    children's streams have a client of their own, child_watch.py). With namespace globs the
+    number of streams follows the matching namespaces, so the pool is not bounded.
     """
     if config.namespace_globs():
         return 0  # streams per matching namespace, unknown in advance: an unbounded pool
     scopes = max(1, len(config.namespace_list()))
-    streams = 2 + scopes * (len(CHILD_RESOURCES) + 2)
-    return streams + config.api_connections
+    return 2 + scopes * 2 + config.api_connections
 
 
 async def close_client(memo: Operator, **_: Any) -> None:
@@ -388,24 +383,23 @@ async def _give_up(
     raise kopf.PermanentError(f"{problem.reason}: {problem.message}")
 
 
-def _owner_key(body: kopf.Body, namespace: str) -> Key | None:
-    instance = (body.metadata.labels or {}).get(manifests.LABEL_INSTANCE)
-    return (namespace, instance) if instance else None
+def _owner_key(child: dict[str, Any]) -> Key | None:
+    meta = child.get("metadata") or {}
+    instance = (meta.get("labels") or {}).get(manifests.LABEL_INSTANCE)
+    return (meta.get("namespace") or "", instance) if instance else None
 
 
-async def on_child_event(
-    type: str, body: kopf.Body, namespace: str | None, memo: Operator, **_: Any
-) -> None:
-    """Track a child (by uid); restore it if deleted or edited; refresh status on Deployment
-    changes."""
-    key = _owner_key(body, namespace or "")
+def on_child_event(memo: Operator, type: str, child: dict[str, Any]) -> None:
+    """Track a child (by uid); have it restored if deleted or edited, and the status refreshed
+    on Deployment changes. Called by the children's watch (child_watch.py) for each event: it
+    keeps only facts and leaves the API work to background jobs, so the stream never waits."""
+    key = _owner_key(child)
     if key is None:
         return
-    kind, uid = body.get("kind") or "", body.metadata.uid
+    kind, uid = child.get("kind") or "", (child.get("metadata") or {}).get("uid")
     if type == "DELETED":
         if memo.state.present.get((key, kind)) not in (uid, None):
-            # An older child of this name: Kopf handles each uid apart, so the events of its
-            # successor (a restore, the child of a re-created owner) may come first.
+            # An older child of this name, seen late (a relist reports it after its successor).
             return
         # A child's last event is its DELETED, often after its ModelService's (garbage
         # collection): dropping the entry then, rather than recording None, keeps a deleted
@@ -417,27 +411,49 @@ async def on_child_event(
         if type == "DELETED":
             memo.state.deployments.pop(key, None)
         else:
-            memo.state.deployments[key] = status_facts(dict(body))
-    await _restore_if_needed(memo, key, kind, type, body)
+            memo.state.deployments[key] = status_facts(child)
+    action = _restore_action(memo, key, kind, type, child)
+    if action is not None:
+        api_version = child.get("apiVersion") or ""
+        memo.children.jobs.submit(
+            (key, kind), lambda: _restore(memo, key, kind, api_version, action)
+        )
     if kind == "Deployment":
-        await memo.status.publish(key)
+        # Not waited for: a publish waits out its coalescing delay and the child writes in
+        # flight; the pending publish reads the facts when it runs, so later events are in it.
+        memo.status.publish_soon(key)
 
 
-async def _restore_if_needed(
-    op: Operator, key: Key, kind: str, type: str | None, body: kopf.Body
-) -> None:
+def _restore_action(
+    op: Operator, key: Key, kind: str, type: str, child: dict[str, Any]
+) -> str | None:
+    """ "delete" (a child the spec no longer wants), "apply" (deleted, or edited away from its
+    desired state) or None, from what the operator knows and the child as this event shows it."""
     ms, outcome = op.state.modelservices.get(key), op.state.outcomes.get(key)
     if ms is None or outcome is None or ms["deleting"] or ms["uid"] != outcome.uid:
-        return
+        return None
+    if outcome.unwanted(kind):
+        return "delete" if type != "DELETED" and owned_by(child, outcome.uid) else None
+    desired = outcome.desired(kind)
+    if desired is None:
+        return None
+    if type != "DELETED" and manifests.is_subset(desired, child):
+        return None
+    return "apply"
+
+
+async def _restore(op: Operator, key: Key, kind: str, api_version: str, action: str) -> None:
+    """Carry out a `_restore_action`, with the knowledge as it is now."""
+    ms, outcome = op.state.modelservices.get(key), op.state.outcomes.get(key)
+    if ms is None or outcome is None or ms["deleting"] or ms["uid"] != outcome.uid:
+        return  # gone or changed while the job waited
     client, gate = op.state.client(), op.state.children_first
-    if outcome.unwanted(kind) and type != "DELETED" and owned_by(dict(body), outcome.uid):
+    if action == "delete":
         async with gate.child_write():
-            await client.delete(body["apiVersion"], kind, key[0], key[1])
+            await client.delete(api_version, kind, key[0], key[1])
         return
     desired = outcome.desired(kind)
     if desired is None:
-        return
-    if type != "DELETED" and manifests.is_subset(desired, dict(body)):
         return
     try:
         async with gate.child_write():
@@ -459,6 +475,22 @@ async def _restore_if_needed(
     log.info("restored a child to the ModelService's desired state", extra=_ref(key, kind))
 
 
+async def start_child_watch(memo: Operator, **_: Any) -> None:
+    """Start the children's streams (child_watch.py) with a client of their own."""
+    client = KubeClient(
+        load_connection(),
+        field_manager=memo.settings.field_manager,
+        timeout_s=memo.settings.request_timeout_s,
+        max_connections=0,  # one connection per stream, each held while it runs
+    )
+    memo.children.start(client, lambda type, child: on_child_event(memo, type, child))
+
+
+async def stop_child_watch(memo: Operator, **_: Any) -> None:
+    """Stop the children's streams and restores."""
+    await memo.children.stop()
+
+
 def _ref(key: Key, kind: str) -> dict[str, str]:
     """Log fields naming a child (Kopf's JSON formatter emits `extra` fields)."""
     return {"namespace": key[0], "modelservice": key[1], "child_kind": kind}
@@ -467,10 +499,10 @@ def _ref(key: Key, kind: str) -> dict[str, str]:
 def register(registry: kopf.OperatorRegistry) -> None:
     """Install the reconcile, watch and lifecycle handlers into `registry`."""
     kopf.on.startup(registry=registry)(configure)
+    kopf.on.startup(registry=registry)(start_child_watch)
     kopf.on.login(registry=registry)(login)
+    kopf.on.cleanup(registry=registry)(stop_child_watch)
     kopf.on.cleanup(registry=registry)(close_client)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(remember_modelservice)
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(GROUP, VERSION, PLURAL, registry=registry)(reconcile)
-    for api_version, plural in CHILD_RESOURCES:
-        kopf.on.event(api_version, plural, labels=MANAGED, registry=registry)(on_child_event)

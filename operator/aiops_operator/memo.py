@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aiops_operator.child_watch import ChildWatch
 from aiops_operator.drift_poller import DriftPoller
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import State
@@ -18,12 +19,14 @@ from aiops_operator.status_writer import StatusWriter
 
 @dataclass(frozen=True)
 class Operator:
-    """Settings, knowledge, the status writer, the drift poller and the metrics server."""
+    """Settings, knowledge, the status writer, the drift poller, the children's watch and the
+    metrics server."""
 
     settings: OperatorSettings
     state: State
     status: StatusWriter
     drift: DriftPoller
+    children: ChildWatch
     metrics_server: Any = None  # started before Kopf runs (cli.py), stopped at cleanup
 
     @classmethod
@@ -31,4 +34,5 @@ class Operator:
         """A memo with empty knowledge for these settings."""
         state = State()
         writer = StatusWriter(state, settings)
-        return cls(settings, state, writer, DriftPoller(settings, state, writer), metrics_server)
+        drift = DriftPoller(settings, state, writer)
+        return cls(settings, state, writer, drift, ChildWatch(settings), metrics_server)

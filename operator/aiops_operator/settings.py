@@ -51,13 +51,14 @@ class OperatorSettings(BaseSettings):
     discovery_ttl_s: float = Field(
         default=60.0,
         gt=0,
-        description="How long the ServiceMonitor CRD discovery result is cached.",
+        description="How long the ServiceMonitor CRD discovery result is cached, and how often"
+        " the watch of a child kind not served (yet) asks for it again.",
     )
     worker_limit: int = Field(
         default=0,
         ge=0,
-        description="Most objects handled at once per watched kind (ModelServices, and each"
-        " child kind apart); a burst waits in the watch stream, not in memory. 0: no limit.",
+        description="Most ModelServices Kopf handles at once; a burst waits in the watch"
+        " stream, not in memory (children's events need no worker: child_watch.py). 0: no limit.",
     )
     worker_idle_s: float = Field(
         default=5.0,

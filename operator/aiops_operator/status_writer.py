@@ -129,6 +129,11 @@ class StatusWriter:
         self._background.add(task)
         task.add_done_callback(self._done)
 
+    async def settle(self) -> None:
+        """Wait for the publishes started by `publish_soon` (and those they started)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     def _done(self, task: asyncio.Future[None]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -96,8 +96,13 @@ def test_the_deletion_of_an_older_child_seen_late_keeps_its_successors_deploymen
     def event(type: str, uid: str) -> None:
         labels = {"app.kubernetes.io/instance": KEY[1]}
         meta = {"name": KEY[1], "namespace": KEY[0], "uid": uid, "labels": labels}
-        body = kopf.Body({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta})
-        asyncio.run(on_child_event(type=type, body=body, namespace=KEY[0], memo=memo))
+        child = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta}
+
+        async def deliver() -> None:
+            on_child_event(memo, type, child)
+            await memo.status.settle()
+
+        asyncio.run(deliver())
 
     event("ADDED", "d2")
     event("DELETED", "d1")
@@ -126,23 +131,24 @@ def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> N
     meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 1}
     ms = kopf.Body({"metadata": meta, "spec": {}, "status": {}})
 
-    def child(kind: str) -> kopf.Body:
+    def child(kind: str) -> dict[str, Any]:
         labels = {"app.kubernetes.io/instance": KEY[1]}
         child_meta = {"name": KEY[1], "namespace": KEY[0], "uid": f"{kind}-1", "labels": labels}
-        return kopf.Body({"apiVersion": "v1", "kind": kind, "metadata": child_meta})
+        return {"apiVersion": "v1", "kind": kind, "metadata": child_meta}
 
     async def story() -> None:
         await remember_modelservice(type="ADDED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo)
         for kind in ("Deployment", "Service", "ConfigMap"):
-            await on_child_event(type="ADDED", body=child(kind), namespace=KEY[0], memo=memo)
+            on_child_event(memo, "ADDED", child(kind))
         assert memo.state.present
         assert memo.state.deployments
         await remember_modelservice(
             type="DELETED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo
         )
-        await on_child_event(type="MODIFIED", body=child("Deployment"), namespace=KEY[0], memo=memo)
+        on_child_event(memo, "MODIFIED", child("Deployment"))
         for kind in ("Deployment", "Service", "ConfigMap"):
-            await on_child_event(type="DELETED", body=child(kind), namespace=KEY[0], memo=memo)
+            on_child_event(memo, "DELETED", child(kind))
+        await memo.status.settle()
 
     asyncio.run(story())
     assert memo.state.present == {}
@@ -151,6 +157,59 @@ def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> N
     assert memo.state.outcomes == {}
     assert memo.status._locks == {}
     assert memo.status._scheduled == {}
+
+
+class HeldStatus:
+    """A client whose status writes wait until released, recording what they wrote."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.written: list[dict[str, Any]] = []
+
+    async def write_status(self, *args: Any) -> None:
+        await self.release.wait()
+        self.written.append(args[-1])
+
+
+def test_a_deployment_event_leaves_the_status_write_to_the_background() -> None:
+    """The children's watch hands each event over and goes on reading its stream: a held status
+    write must not hold it. The write still happens, with the latest facts."""
+    memo = Operator.create(OperatorSettings())
+    held = HeldStatus()
+    memo.state.kube = held  # type: ignore[assignment]
+    memo.state.outcomes[KEY] = Outcome(1, "u1", applied=True)  # no first-sight apply
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 1}
+    ms = kopf.Body({"metadata": meta, "spec": {}, "status": {}})
+
+    def deployment(ready: int) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/instance": KEY[1]}
+        child_meta = {
+            "name": KEY[1],
+            "namespace": KEY[0],
+            "uid": "d1",
+            "labels": labels,
+            "ownerReferences": [{"uid": "u1"}],
+        }
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": child_meta,
+            "spec": {"replicas": 1},
+            "status": {"replicas": 1, "readyReplicas": ready},
+        }
+
+    async def story() -> None:
+        await remember_modelservice(type="ADDED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo)
+        for ready in (0, 1):
+            on_child_event(memo, "MODIFIED", deployment(ready))  # returns: the write is held
+            await asyncio.sleep(0.5)  # the publish's coalescing delay is over: it waits to write
+        assert held.written == []
+        held.release.set()
+        await memo.status.settle()
+
+    asyncio.run(story())
+    assert held.written, "the status was never written"
+    assert held.written[-1]["readyReplicas"] == 1
 
 
 def test_configure_hands_the_worker_bounds_to_kopf(tmp_path: Any, monkeypatch: Any) -> None:

@@ -32,15 +32,10 @@ def pod_annotations(kube: Kube, name: str) -> dict[str, str]:
 def servicemonitor_crd(
     cluster: Any, third_party_crds: dict[str, Path], operator_process: OperatorProcess
 ) -> Iterator[None]:
-    """The ServiceMonitor CRD for one test; removed afterwards, and the operator's discovery
-    cache given time to notice before the next test.
-
-    The operator is restarted after the install, as the README says to: Kopf rediscovers APIs
-    on CRD events, and when the API server's discovery lags the CRD's last event (Established),
-    Kopf does not watch the new kind until it starts again."""
+    """The ServiceMonitor CRD for one test, installed while the operator runs (it asks for
+    the kind again every discovery TTL); removed afterwards, and the operator's discovery cache
+    given time to notice before the next test."""
     apply_crd(cluster, third_party_crds["servicemonitor"])
-    operator_process.stop()
-    operator_process.start()
     try:
         yield
     finally:
