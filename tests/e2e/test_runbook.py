@@ -189,27 +189,30 @@ def test_a_wrong_sha256_is_never_ready_and_status_names_the_digest_mismatch(
         runbook.kubectl("delete", "modelservice", wrong, "--wait=false", check=False)
 
 
-def test_a_real_prometheus_discovers_the_runtime_pod_and_scrapes_it(
-    runbook: Runbook, tmp_path: Path
+def test_a_real_prometheus_discovers_the_runtime_and_operator_pods_and_scrapes_them(
+    runbook: Runbook, operator_release: dict[str, Any], tmp_path: Path
 ) -> None:
-    # The shipped scrape job, as is, with Kubernetes discovery pointed at this cluster: the
-    # operator's prometheus.io/* pod annotations decide the target.
-    (job,) = [
-        j for j in yaml.safe_load(SCRAPE_JOBS.read_text()) if j["job_name"] == "aiops-runtime-pods"
-    ]
+    # The shipped scrape jobs, as they are, with Kubernetes discovery pointed at this cluster:
+    # the pods' prometheus.io/* annotations (the operator's on its runtime pods, the operator
+    # chart's on its own) decide the targets.
     pki = runbook.cluster.state_dir / "pki"
-    job["kubernetes_sd_configs"][0].update(
-        api_server=runbook.cluster.server,
-        tls_config={
-            "ca_file": str(pki / "ca.crt"),
-            "cert_file": str(pki / "admin.crt"),
-            "key_file": str(pki / "admin.key"),
-        },
-    )
+    jobs = {j["job_name"]: j for j in yaml.safe_load(SCRAPE_JOBS.read_text())}
+    for job in jobs.values():
+        job["kubernetes_sd_configs"][0].update(
+            api_server=runbook.cluster.server,
+            tls_config={
+                "ca_file": str(pki / "ca.crt"),
+                "cert_file": str(pki / "admin.crt"),
+                "key_file": str(pki / "admin.key"),
+            },
+        )
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]})
-    )
+        yaml.safe_dump({
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [jobs["aiops-runtime-pods"], jobs["aiops-operator"]],
+        })
+    )  # fmt: skip
     port = free_port()
     log = tmp_path / "prometheus.log"
     with log.open("w") as out:
@@ -218,9 +221,8 @@ def test_a_real_prometheus_discovers_the_runtime_pod_and_scrapes_it(
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    query = f'model_predictions_total{{namespace="{NAMESPACE}",modelservice="{NAME}"}}'
 
-    def scraped() -> list[dict[str, Any]] | None:
+    def scraped(query: str) -> list[dict[str, Any]] | None:
         assert proc.poll() is None, log.read_text()[-3000:]
         url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
         try:
@@ -230,13 +232,22 @@ def test_a_real_prometheus_discovers_the_runtime_pod_and_scrapes_it(
             return None
         return [r for r in result if float(r["value"][1]) > 0] or None
 
+    predictions = f'model_predictions_total{{namespace="{NAMESPACE}",modelservice="{NAME}"}}'
+    leader = f'aiops_operator_leader{{job="aiops-operator",namespace="{OPERATOR_NAMESPACE}"}}'
     try:
-        (series,) = wait_for(f"{query} > 0 in Prometheus", scraped, 60, 0.5)
+        (series,) = wait_for(
+            f"{predictions} > 0 in Prometheus", lambda: scraped(predictions), 60, 0.5
+        )
+        (elected,) = wait_for(f"{leader} = 1 in Prometheus", lambda: scraped(leader), 60, 0.5)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     assert series["metric"]["pod"] == runbook.runtime_pod()["metadata"]["name"]
     assert series["metric"]["instance"].startswith(runbook.runtime_pod()["status"]["podIP"])
+    # The chart-installed operator's own /metrics, found by the monitoring chart's job: the
+    # gauge the AiopsOperatorNoLeader alert reads is there, from the one (elected) replica.
+    assert elected["metric"]["pod"] == operator_release["metadata"]["name"]
+    assert elected["value"][1] == "1"
 
 
 def test_a_deleted_runtime_pod_is_replaced_and_ready_returns(runbook: Runbook) -> None:
