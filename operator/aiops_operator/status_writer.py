@@ -117,15 +117,23 @@ class StatusWriter:
         it (that publish reads the facts after its delay), so the reconcile handler ends, and
         Kopf records the spec as handled, only when the status reports it.
         """
+        await asyncio.shield(self._schedule(key, delay))
+
+    def _schedule(self, key: Key, delay: float) -> asyncio.Future[None]:
+        """The publish waiting for `key`, or a new one."""
         pending = self._scheduled.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._publish_after(key, delay))
             self._scheduled[key] = pending
-        await asyncio.shield(pending)
+        return pending
 
     def publish_soon(self, key: Key) -> None:
-        """`publish` without waiting for it (e.g. from inside another write's lock)."""
-        task = asyncio.ensure_future(self.publish(key))
+        """`publish` without waiting for it (e.g. from inside another write's lock, or for a
+        watch event). Joins a publish already waiting, so a burst of a Deployment's events makes
+        one task, not one each."""
+        if key in self._scheduled:
+            return  # it reads the facts when it runs
+        task = self._schedule(key, COALESCE_S)
         self._background.add(task)
         task.add_done_callback(self._done)
 

@@ -203,6 +203,9 @@ def test_a_deployment_event_leaves_the_status_write_to_the_background() -> None:
         for ready in (0, 1):
             on_child_event(memo, "MODIFIED", deployment(ready))  # returns: the write is held
             await asyncio.sleep(0.5)  # the publish's coalescing delay is over: it waits to write
+        for _ in range(5):  # events while a publish waits join it: no task per event
+            on_child_event(memo, "MODIFIED", deployment(1))
+        assert len(memo.status._background) == 3  # two waiting to write, one scheduled
         assert held.written == []
         held.release.set()
         await memo.status.settle()
