@@ -6,9 +6,10 @@ tasks and ~1,200 full Deployments (with managedFields) alive at once, most of th
 peak memory. Children need none of Kopf's machinery (no progress, no diff, no retries), so their
 events are read here, as client-go's reflector reads them: list, then watch from the list's
 resourceVersion, again when the server ends the stream, and a new list after `410 Gone` (or any
-ERROR event), which also reports as DELETED what vanished meanwhile. Each event is handed to
-`on_event` at once (it must not wait on the API: it reduces the object to the facts the operator
-keeps) and dropped; the API work an event asks for (a restore) goes to `KeyedJobs`.
+ERROR event; repeats right after a list back off), which also reports as DELETED what vanished
+meanwhile. Each event is handed to `on_event` at once (it must not wait on the API: it reduces
+the object to the facts the operator keeps) and dropped; the API work an event asks for (a
+restore) goes to `KeyedJobs`.
 
 Scopes: one stream per served namespace, or one cluster-wide when all namespaces or namespace
 globs are served (globs need the cluster-wide rights anyway); with globs, events of other
@@ -36,6 +37,7 @@ OnEvent = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED, chil
 PAGE = 500  # objects per list request
 WATCH_TIMEOUT_S = 300  # the server ends each watch after this; the stream then watches again
 BACKOFF_MAX_S = 60.0
+GONE_QUICK_S = 5.0  # a Gone this soon after the list counts as a repeat: back off
 
 
 class Gone(Exception):
@@ -158,7 +160,9 @@ class ChildWatch:
         plural = PLURALS[kind]
         path = resource_path(api_version, plural, namespace)
         known: dict[str, tuple[str, str, str]] = {}  # uid -> (namespace, name, instance label)
-        failures = 0
+        failures = gones = 0
+        listed_at = 0.0
+        clock = asyncio.get_running_loop().time
 
         def deliver(type: str, obj: dict[str, Any]) -> None:
             meta = obj.get("metadata") or {}
@@ -181,17 +185,20 @@ class ChildWatch:
             try:
                 version = await self._list(client, path, api_version, kind, known, deliver)
                 self.listed.add((plural, namespace))
-                failures = 0
+                failures, listed_at = 0, clock()
                 while True:
-                    began = asyncio.get_running_loop().time()
+                    began = clock()
                     version = await self._watch(client, path, version, deliver)
-                    if asyncio.get_running_loop().time() - began < 1:
+                    if clock() - began < 1:
                         await asyncio.sleep(1)  # a server that ends watches at once: no spin
             except Gone:
-                continue  # list again at once, as a reflector does
+                # List again at once, as a reflector does; but a server that answers each new
+                # watch with an ERROR (a lagging watch cache) is not listed in a loop.
+                gones = gones + 1 if clock() - listed_at < GONE_QUICK_S else 0
+                if gones:
+                    await asyncio.sleep(min(BACKOFF_MAX_S, float(2 ** min(gones - 1, 6))))
+                continue
             except KubeApiError as err:
-                if err.status == 410:  # the resourceVersion is too old: list again
-                    continue
                 failures += 1
                 if err.status == 404:  # the kind is not served (yet): ask again later
                     self.listed.add((plural, namespace))
@@ -218,7 +225,12 @@ class ChildWatch:
         params = {"labelSelector": manifests.MANAGED_SELECTOR, "limit": str(PAGE)}
         before, seen = dict(known), set[str]()
         while True:
-            answer = await client.request("GET", path, params=params)
+            try:
+                answer = await client.request("GET", path, params=params)
+            except KubeApiError as err:
+                if err.status == 410 and "continue" in params:  # the paging token expired
+                    raise Gone(str(err)) from err
+                raise
             for obj in answer.get("items") or []:
                 seen.add((obj.get("metadata") or {}).get("uid") or "")
                 deliver("ADDED", obj)
@@ -246,11 +258,16 @@ class ChildWatch:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_TIMEOUT_S),
         }
-        async for event in client.watch(path, params):
-            type, obj = event.get("type"), event.get("object") or {}
-            if type == "ERROR":  # 410 Gone, or a lagging watch cache: only a list recovers
-                raise Gone(obj.get("message") or "")
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            if type in ("ADDED", "MODIFIED", "DELETED"):
-                deliver(type, obj)
+        try:
+            async for event in client.watch(path, params):
+                type, obj = event.get("type"), event.get("object") or {}
+                if type == "ERROR":  # 410 Gone, or a lagging watch cache: only a list recovers
+                    raise Gone(obj.get("message") or "")
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if type in ("ADDED", "MODIFIED", "DELETED"):
+                    deliver(type, obj)
+        except KubeApiError as err:
+            if err.status == 410:  # the watch itself refused: the resourceVersion is too old
+                raise Gone(str(err)) from err
+            raise
         return version

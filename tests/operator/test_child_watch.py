@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aiops_operator.child_watch import ChildWatch, Gone, KeyedJobs, scopes, served
-from aiops_operator.kube import KubeClient, load_connection, resource_path
+from aiops_operator.kube import KubeApiError, KubeClient, load_connection, resource_path
 from aiops_operator.settings import OperatorSettings
 from tests.helpers import wait_for
 from tests.operator.operator_helpers import Kube
@@ -70,6 +70,41 @@ def test_keyed_jobs_run_one_at_a_time_per_key_and_the_latest_waiting_one_wins() 
 
     asyncio.run(story())
     assert ran == ["other", "first", "third"]
+
+
+class AlwaysGone:
+    """An API server whose watch cache lags: every list answers, every watch fails at once,
+    half with an ERROR event, half by refusing the watch with 410."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        self.lists += 1
+        await asyncio.sleep(0)  # as a real request: the loop runs others meanwhile
+        return {"items": [], "metadata": {"resourceVersion": str(self.lists)}}
+
+    async def watch(self, path: str, params: dict[str, str]) -> Any:
+        if self.lists % 2:
+            raise KubeApiError(410, "Expired", "too old resource version")
+        yield {"type": "ERROR", "object": {"message": "Too large resource version"}}
+
+
+def test_a_server_that_fails_every_watch_at_once_is_not_listed_in_a_loop() -> None:
+    """A Gone long after the list lists again at once (as a reflector); one right after a list
+    backs off 1, 2, 4 ... s, so 3.5 s see 3 lists, not thousands."""
+    client = AlwaysGone()
+
+    async def story() -> None:
+        watch = ChildWatch(OperatorSettings())
+        stream = watch.stream(client, "v1", "ConfigMap", None, lambda *_: None)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(stream)
+        await asyncio.sleep(3.5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(story())
+    assert 2 <= client.lists <= 3
 
 
 def configmap(kube: Kube, name: str, managed: bool = True) -> dict[str, Any]:
