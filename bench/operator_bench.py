@@ -21,8 +21,8 @@ writes), each namespace deleted and waited for before the next phase; `floor_p50
 floors, and `floor_before_p50_ms` / `floor_after_p50_ms` show each.
 The last line is one JSON object. Usage: python bench/operator_bench.py [--n 200] (or BENCH_N=1000);
 BENCH_TRACEMALLOC=1 runs the operator under tracemalloc (bench/operator_tracemalloc.py) and prints
-what it holds after the deletes that it did not at its baseline (its RSS figures then include
-tracemalloc's own).
+what it holds, once all N are Ready and after the deletes, that it did not at its baseline (its
+RSS figures then include tracemalloc's own).
 """
 
 from __future__ import annotations
@@ -296,15 +296,16 @@ async def take_snapshot(pid: int, snapshots: Path | None, k: int) -> None:
     raise TimeoutError(f"the operator wrote no snapshot {k} into {snapshots}")
 
 
-def print_snapshot_diff(snapshots: Path | None, top: int = 25) -> None:
-    """What the operator holds after the deletes that it did not at its baseline."""
+def print_snapshot_diff(snapshots: Path | None, k: int, what: str, top: int = 25) -> None:
+    """What the operator holds in its k-th snapshot that it did not at its baseline (the 1st)."""
     if snapshots is None:
         return
     import tracemalloc
 
     before = tracemalloc.Snapshot.load(str(snapshots / "snapshot-1.pickle"))
-    after = tracemalloc.Snapshot.load(str(snapshots / "snapshot-2.pickle"))
-    print("tracemalloc: after delete vs baseline, by traceback", file=sys.stderr)
+    after = tracemalloc.Snapshot.load(str(snapshots / f"snapshot-{k}.pickle"))
+    traced = sum(stat.size for stat in after.statistics("filename")) / 2**20
+    print(f"tracemalloc: {what} vs baseline ({traced:.1f} MiB traced)", file=sys.stderr)
     for stat in after.compare_to(before, "traceback")[:top]:
         print(f"{stat.size_diff / 1024:+.0f} KiB {stat.count_diff:+d} blocks", file=sys.stderr)
         for line in stat.traceback.format(limit=6):
@@ -469,12 +470,14 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             rss, rss_peak = rss_mb(proc.pid)
             cpu_s = cpu_seconds(proc.pid)
             phase_cpu_s = cpu_used(components, cpu_before)
+            await take_snapshot(proc.pid, snapshots, 2)
             # The operator runs while its namespace goes, as it would in production: every
             # ModelService and child is deleted and gone before the memory is read again.
             delete_namespace(cluster, "bench-operator", n)
             rss_after = settled_mb(await sample_rss_mb(proc.pid, SETTLE_AFTER_DELETE_S))
-            await take_snapshot(proc.pid, snapshots, 2)
-            print_snapshot_diff(snapshots)
+            await take_snapshot(proc.pid, snapshots, 3)
+            print_snapshot_diff(snapshots, 2, f"all {n} Ready")
+            print_snapshot_diff(snapshots, 3, "after delete")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -276,10 +276,13 @@ async def _converge(
         )
         skipped = frozenset({"ServiceMonitor"})
     recipe = Recipe(owner, render_options(op.settings, available), skipped)
-    children = recipe.build(ms)
     outcome = Outcome(generation, uid, problem, ms, recipe)
     op.state.outcomes[key] = outcome
-    await _apply_children(op, key, body, uid, generation, children, retry, eager)
+    # A burst of N waits here, before its manifests are built: only `api_connections`
+    # ModelServices hold their built children and request bodies at once, not N.
+    async with op.state.converging:
+        children = recipe.build(ms)
+        await _apply_children(op, key, body, uid, generation, children, retry, eager)
     outcome.applied = True
 
 
@@ -312,7 +315,7 @@ async def _apply_children(
     client, gate = op.state.client(), op.state.children_first
     async with gate.child_write():
         results = await asyncio.gather(
-            *(client.apply(m) for m in children.apply), return_exceptions=True
+            *(_apply(client, m) for m in children.apply), return_exceptions=True
         )
     for manifest, result in zip(children.apply, results, strict=True):
         if isinstance(result, KubeApiError) and result.namespace_terminating:
@@ -324,7 +327,7 @@ async def _apply_children(
             raise kopf.TemporaryError(
                 f"applying {manifest['kind']} failed: {result!r}", delay=_backoff(retry)
             )
-        if manifest["kind"] == "Deployment":
+        if result is not None:  # a Deployment's status facts
             _remember_applied_deployment(op, key, result)
     for api_version, kind in children.absent:
         if op.state.present.get((key, kind)):
@@ -333,15 +336,20 @@ async def _apply_children(
             log.info("deleted a child the spec no longer asks for", extra=_ref(key, kind))
 
 
-def _remember_applied_deployment(op: Operator, key: Key, deployment: dict[str, Any]) -> None:
-    """Use the apply answer unless a watch event already told us about these inputs."""
+async def _apply(client: KubeClient, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Apply one child; of the answer (the whole live object) keep only a Deployment's status
+    facts, at once: a burst's answers are otherwise alive until each ModelService's last one."""
+    live = await client.apply(manifest)
+    return status_facts(live) if manifest["kind"] == "Deployment" else None
+
+
+def _remember_applied_deployment(op: Operator, key: Key, facts: dict[str, Any]) -> None:
+    """Use the apply answer's facts unless a watch event already told us about these inputs."""
     cached = op.state.deployments.get(key)
     annotations = ((cached or {}).get("metadata") or {}).get("annotations") or {}
-    applied = ((deployment.get("metadata") or {}).get("annotations") or {}).get(
-        manifests.INPUTS_ANNOTATION
-    )
+    applied = (facts["metadata"].get("annotations") or {}).get(manifests.INPUTS_ANNOTATION)
     if annotations.get(manifests.INPUTS_ANNOTATION) != applied:
-        op.state.deployments[key] = status_facts(deployment)
+        op.state.deployments[key] = facts
 
 
 def status_facts(deployment: dict[str, Any]) -> dict[str, Any]:

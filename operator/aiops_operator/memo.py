@@ -7,6 +7,7 @@ startup and cleanup handlers as `memo`, and a shallow copy of it to the handlers
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ class Operator:
     @classmethod
     def create(cls, settings: OperatorSettings, metrics_server: Any = None) -> Operator:
         """A memo with empty knowledge for these settings."""
-        state = State()
+        state = State(converging=asyncio.Semaphore(settings.api_connections))
         writer = StatusWriter(state, settings)
         drift = DriftPoller(settings, state, writer)
         return cls(settings, state, writer, drift, ChildWatch(settings), metrics_server)

@@ -75,7 +75,8 @@ class OperatorSettings(BaseSettings):
         default=16,
         ge=1,
         description="Most pooled HTTP connections to the API server for requests, besides the"
-        " watch streams (each TLS connection costs memory and a handshake).",
+        " watch streams (each TLS connection costs memory and a handshake); as many"
+        " ModelServices have their children built and applied at once, a burst waits before.",
     )
     drift_poll_interval_s: float = Field(
         default=30.0,

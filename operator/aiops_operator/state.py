@@ -131,6 +131,9 @@ class State:
     servicemonitors: tuple[float, bool] | None = None
     discovery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     children_first: ChildrenFirst = field(default_factory=ChildrenFirst)
+    # How many ModelServices have their children built and applied at once (memo.py sets it
+    # to the api_connections setting).
+    converging: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
 
     def client(self) -> KubeClient:
         """The API client (created at startup)."""

@@ -1,13 +1,15 @@
 """handlers.py without a cluster: Kopf's connection pool, the ModelService status cache, the
 child and ModelService caches across a delete and re-create of the same name, what a deleted
-ModelService leaves behind."""
+ModelService leaves behind, how many ModelServices a burst builds and applies at once."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import kopf
+import yaml
 
 from aiops_operator.handlers import (
     configure,
@@ -238,3 +240,65 @@ def test_configure_hands_the_worker_bounds_to_kopf(tmp_path: Any, monkeypatch: A
     assert settings.queueing.worker_limit == 48
     assert settings.queueing.idle_timeout == 1.5
     assert kopf.OperatorSettings().queueing.idle_timeout != 1.5  # not Kopf's default by chance
+
+
+class CountingApplies:
+    """A client that answers each apply with the whole live object (managedFields and all),
+    slowly, and counts the ModelServices whose applies are in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.most = 0
+        self.applied: list[tuple[str, str]] = []
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        self.most = max(self.most, len(self.in_flight))
+        await asyncio.sleep(0.01)
+        self.in_flight[name] -= 1
+        if not self.in_flight[name]:
+            del self.in_flight[name]
+        self.applied.append((manifest["kind"], name))
+        live = {**manifest, "status": {"replicas": 1}}
+        live["metadata"] = {**manifest["metadata"], "uid": f"{name}-child"}
+        live["metadata"]["managedFields"] = [{"manager": "aiops-operator", "fieldsV1": {}}]
+        return live
+
+    async def write_status(self, *_: Any) -> None:
+        return None
+
+
+def test_a_burst_builds_and_applies_only_api_connections_modelservices_at_once() -> None:
+    """40 new ModelServices at once with api_connections=4: at most 4 have children in flight
+    (the rest wait before their manifests are built), every child of all 40 is applied, and
+    of each Deployment's answer only its status facts are kept."""
+    example = yaml.safe_load((Path(__file__).parents[2] / "examples/modelservice.yaml").read_text())
+    memo = Operator.create(OperatorSettings(api_connections=4))
+    client = CountingApplies()
+    memo.state.kube = client  # type: ignore[assignment]
+    memo.state.servicemonitors = (float("inf"), False)  # discovery answered: not served
+
+    def body(i: int) -> kopf.Body:
+        meta = {"name": f"m{i}", "namespace": "ns", "uid": f"u{i}", "generation": 1}
+        return kopf.Body({"metadata": meta, "spec": example["spec"], "status": {}})
+
+    async def story() -> None:
+        await asyncio.gather(
+            *(
+                remember_modelservice(
+                    type="ADDED", body=body(i), namespace="ns", name=f"m{i}", memo=memo
+                )
+                for i in range(40)
+            )
+        )
+        await memo.status.settle()
+
+    asyncio.run(story())
+    assert 1 < client.most <= 4
+    assert {name for _, name in client.applied} == {f"m{i}" for i in range(40)}
+    assert len(client.applied) == 40 * len({kind for kind, _ in client.applied})
+    assert all(memo.state.outcomes[("ns", f"m{i}")].applied for i in range(40))
+    facts = memo.state.deployments[("ns", "m7")]
+    assert "managedFields" not in facts["metadata"]
+    assert facts["status"] == {"replicas": 1}
