@@ -34,6 +34,7 @@ from aiops_operator.settings import OperatorSettings
 log = logging.getLogger("aiops_operator")
 
 OnEvent = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED, child object)
+OnServed = Callable[[str, bool], None]  # (kind, whether the API server serves it now)
 PAGE = 500  # objects per list request
 WATCH_TIMEOUT_S = 300  # the server ends each watch after this; the stream then watches again
 BACKOFF_MAX_S = 60.0
@@ -126,16 +127,32 @@ class ChildWatch:
         self.jobs = KeyedJobs()
         self._client: KubeClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.listed: set[tuple[str, str | None]] = set()  # (plural, scope) listed at least once
+        # (kind, scope) -> whether its last list was answered (False: the kind is not served)
+        self.served: dict[tuple[str, str | None], bool] = {}
+        self._on_served: OnServed | None = None
 
-    def start(self, client: KubeClient, on_event: OnEvent) -> None:
+    def start(
+        self, client: KubeClient, on_event: OnEvent, on_served: OnServed | None = None
+    ) -> None:
         """Start one stream per child kind and scope. `client` is the streams' own: each
-        stream holds one of its connections for as long as it runs."""
-        self._client = client
+        stream holds one of its connections for as long as it runs. `on_served(kind, served)`
+        is told when a stream first learns whether its kind is served, and whenever that
+        changes (the Prometheus Operator's CRDs installed or removed while the operator runs)."""
+        self._client, self._on_served = client, on_served
         for api_version, kind in manifests.CHILD_KINDS:
             for namespace in scopes(self.settings):
                 stream = self.stream(client, api_version, kind, namespace, on_event)
                 self._tasks.append(asyncio.ensure_future(stream))
+
+    def _report_served(self, kind: str, namespace: str | None, served: bool) -> None:
+        if self.served.get((kind, namespace)) is served:
+            return
+        self.served[(kind, namespace)] = served
+        if self._on_served is not None:
+            try:
+                self._on_served(kind, served)
+            except Exception:
+                log.exception("change of a served kind not handled: %s", kind)
 
     async def stop(self) -> None:
         """Stop the streams and the jobs; close the streams' client."""
@@ -184,7 +201,7 @@ class ChildWatch:
         while True:
             try:
                 version = await self._list(client, path, api_version, kind, known, deliver)
-                self.listed.add((plural, namespace))
+                self._report_served(kind, namespace, True)
                 failures, listed_at = 0, clock()
                 while True:
                     began = clock()
@@ -201,7 +218,7 @@ class ChildWatch:
             except KubeApiError as err:
                 failures += 1
                 if err.status == 404:  # the kind is not served (yet): ask again later
-                    self.listed.add((plural, namespace))
+                    self._report_served(kind, namespace, False)
                     log.debug("%s not served; asking again later", plural)
                     await asyncio.sleep(self.settings.discovery_ttl_s)
                     continue

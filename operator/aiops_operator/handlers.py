@@ -10,6 +10,9 @@ Flow:
   the children's own watch (child_watch.py, not Kopf: no worker per object) ->
   `on_child_event`: a Deployment event has the status refreshed (no polling); a child that was
   deleted or edited away from its desired state is applied again, by a background job.
+- ServiceMonitors served or no longer served (the children's watch finds out) ->
+  `on_kind_served`: the ModelServices whose children depend on it are applied again, by
+  background jobs (`_reconverge`).
 What the handlers share arrives as Kopf's operator memo (`memo: Operator`, memo.py); status is
 written only by its status writer (status_writer.py). No handler needs a finalizer: children go
 with their ModelService through ownerReferences. `register(registry)` installs the handlers.
@@ -18,6 +21,7 @@ with their ModelService through ownerReferences. `register(registry)` installs t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any, NoReturn
@@ -44,6 +48,7 @@ from aiops_operator.status import Problem
 from aiops_operator.status_writer import owned_by
 
 log = logging.getLogger("aiops_operator")
+RECONVERGE_ATTEMPTS = 5  # a background re-apply (ServiceMonitors began or ceased to be served)
 
 
 async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -> None:
@@ -201,7 +206,7 @@ async def _apply_at_first_sight(op: Operator, key: Key, body: kopf.Body) -> None
         return
     uid, generation = body.metadata.uid, int(body.metadata.get("generation", 1))
     try:
-        await _converge(op, key, body, uid, generation, ms, retry=0, eager=True)
+        await _converge(op, key, None, uid, generation, ms, retry=0)
     except Exception as exc:  # reconcile handles, reports and retries it
         log.debug("first-sight apply left to the reconcile handler: %r", exc, extra=_ref(key, ""))
 
@@ -256,16 +261,26 @@ async def reconcile(
 async def _converge(
     op: Operator,
     key: Key,
-    body: kopf.Body,
+    body: kopf.Body | None,
     uid: str,
     generation: int,
     ms: ModelServiceSpec,
     retry: int,
-    eager: bool = False,
 ) -> None:
-    """Build and apply the children of a valid spec; record the outcome."""
-    owner = Owner(name=key[1], namespace=key[0], uid=uid, generation=generation)
+    """Build and apply the children of a valid spec; record the outcome. `body`: the
+    ModelService to report a rejected child on (None: leave that to the reconcile handler)."""
     available = await _discover_or_retry(op, retry)
+    async with op.state.key_lock(key):
+        outcome = _plan(op, key, uid, generation, ms, available)
+        op.state.outcomes[key] = outcome
+        await _apply_planned(op, key, body, outcome, retry)
+
+
+def _plan(
+    op: Operator, key: Key, uid: str, generation: int, ms: ModelServiceSpec, available: bool
+) -> Outcome:
+    """What a valid spec asks for, given whether ServiceMonitors are served (no API calls)."""
+    owner = Owner(name=key[1], namespace=key[0], uid=uid, generation=generation)
     problem, skipped = None, frozenset[str]()
     if ms.monitoring.scrape == "servicemonitor" and not available:
         problem = Problem(
@@ -276,14 +291,71 @@ async def _converge(
         )
         skipped = frozenset({"ServiceMonitor"})
     recipe = Recipe(owner, render_options(op.settings, available), skipped)
-    outcome = Outcome(generation, uid, problem, ms, recipe)
-    op.state.outcomes[key] = outcome
+    return Outcome(generation, uid, problem, ms, recipe)
+
+
+async def _apply_planned(
+    op: Operator, key: Key, body: kopf.Body | None, outcome: Outcome, retry: int
+) -> None:
     # A burst of N waits here, before its manifests are built: only `api_connections`
     # ModelServices hold their built children and request bodies at once, not N.
     async with op.state.converging:
-        children = recipe.build(ms)
-        await _apply_children(op, key, body, uid, generation, children, retry, eager)
+        children = outcome.children
+        assert children is not None  # a planned outcome has its spec and recipe
+        await _apply_children(op, key, body, outcome.uid, outcome.generation, children, retry)
     outcome.applied = True
+
+
+def _scrape_depends(outcome: Outcome | None, servicemonitors: bool) -> bool:
+    """Whether this applied outcome's children were built for the other answer to "are
+    ServiceMonitors served" (scrape: auto picks the kind by it; servicemonitor needs it)."""
+    return (
+        outcome is not None
+        and outcome.applied
+        and outcome.spec is not None
+        and outcome.recipe is not None
+        and outcome.spec.monitoring.scrape in ("auto", "servicemonitor")
+        and outcome.recipe.options.servicemonitor_available != servicemonitors
+    )
+
+
+def on_kind_served(memo: Operator, kind: str, served: bool) -> None:
+    """The API server began or ceased to serve a child kind (child_watch.py). For ServiceMonitor
+    (the Prometheus Operator's CRDs installed or removed while the operator runs): remember it
+    as discovery's answer, and have every ModelService whose children depend on it applied
+    again in the background."""
+    if kind != manifests.SERVICEMONITOR[1]:
+        return
+    memo.state.servicemonitors = (time.monotonic(), served)
+    for key, outcome in list(memo.state.outcomes.items()):
+        if _scrape_depends(outcome, served):
+            memo.children.jobs.submit((key, "scrape"), functools.partial(_reconverge, memo, key))
+
+
+async def _reconverge(op: Operator, key: Key) -> None:
+    """Apply a ModelService's children again for what discovery answers now, unless a newer
+    reconcile already did; retried a few times, as a reconcile would be."""
+    for attempt in range(RECONVERGE_ATTEMPTS):
+        available = await servicemonitors_available(op)
+        async with op.state.key_lock(key):
+            facts, outcome = op.state.modelservices.get(key), op.state.outcomes.get(key)
+            if outcome is None or facts is None or facts["deleting"] or facts["uid"] != outcome.uid:
+                return
+            if outcome.applied and not _scrape_depends(outcome, available):
+                return  # already built for this answer
+            assert outcome.spec is not None  # _scrape_depends held when the job was submitted
+            planned = _plan(op, key, outcome.uid, outcome.generation, outcome.spec, available)
+            op.state.outcomes[key] = planned
+            try:
+                await _apply_planned(op, key, None, planned, attempt)
+            except kopf.TemporaryError as err:
+                log.info("children not applied again yet: %s", err, extra=_ref(key, ""))
+                await asyncio.sleep(_backoff(attempt))
+                continue
+        op.status.publish_soon(key)
+        served = "served" if available else "not served"
+        log.info(f"children applied again: ServiceMonitors are {served}", extra=_ref(key, ""))
+        return
 
 
 async def _discover_or_retry(op: Operator, retry: int) -> bool:
@@ -305,12 +377,11 @@ def _backoff(retry: int) -> float:
 async def _apply_children(
     op: Operator,
     key: Key,
-    body: kopf.Body,
+    body: kopf.Body | None,
     uid: str,
     generation: int,
     children: Children,
     retry: int,
-    eager: bool = False,
 ) -> None:
     client, gate = op.state.client(), op.state.children_first
     async with gate.child_write():
@@ -320,7 +391,7 @@ async def _apply_children(
     for manifest, result in zip(children.apply, results, strict=True):
         if isinstance(result, KubeApiError) and result.namespace_terminating:
             return  # the ModelService goes with its namespace; nothing to converge
-        if isinstance(result, KubeApiError) and result.permanent and not eager:
+        if isinstance(result, KubeApiError) and result.permanent and body is not None:
             reason = f"{manifest['kind']}Rejected"
             await _give_up(op, key, body, uid, generation, Problem(reason, result.message))
         if isinstance(result, BaseException):
@@ -491,7 +562,11 @@ async def start_child_watch(memo: Operator, **_: Any) -> None:
         timeout_s=memo.settings.request_timeout_s,
         max_connections=0,  # one connection per stream, each held while it runs
     )
-    memo.children.start(client, lambda type, child: on_child_event(memo, type, child))
+    memo.children.start(
+        client,
+        lambda type, child: on_child_event(memo, type, child),
+        lambda kind, served: on_kind_served(memo, kind, served),
+    )
 
 
 async def stop_child_watch(memo: Operator, **_: Any) -> None:

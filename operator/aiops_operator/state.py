@@ -129,6 +129,8 @@ class State:
     deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
     present: dict[tuple[Key, str], str | None] = field(default_factory=dict)  # child uid
     servicemonitors: tuple[float, bool] | None = None
+    # One ModelService's children are planned and applied by one task at a time.
+    key_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     discovery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     children_first: ChildrenFirst = field(default_factory=ChildrenFirst)
     # How many ModelServices have their children built and applied at once (memo.py sets it
@@ -141,9 +143,16 @@ class State:
             raise kopf.TemporaryError("the API client is not ready yet", delay=1)
         return self.kube
 
+    def key_lock(self, key: Key) -> asyncio.Lock:
+        """The lock of one ModelService's children (a reconcile, a background re-apply)."""
+        lock = self.key_locks.get(key)
+        if lock is None:
+            lock = self.key_locks[key] = asyncio.Lock()
+        return lock
+
     def forget(self, key: Key) -> None:
         """Drop everything about a deleted ModelService."""
-        for store in (self.outcomes, self.modelservices, self.deployments):
+        for store in (self.outcomes, self.modelservices, self.deployments, self.key_locks):
             store.pop(key, None)
         for kind_key in [k for k in self.present if k[0] == key]:
             del self.present[kind_key]

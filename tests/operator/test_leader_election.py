@@ -124,7 +124,9 @@ def test_the_standby_takes_over_a_killed_leader_during_a_burst(
     third = [f"third-{i:02d}" for i in range(10)]
     kube.kubectl("apply", "-f", "-", input_text=docs(first))
     wait_converged(kube, {n: 0.05 for n in first}, "the leader converging the first ten")
-    assert first[0] in leader.log_text()
+    # The leader's log names them once its drift poller has read them (a poll interval after
+    # the children converged, as for the new leader below).
+    wait_for("the leader naming a ModelService", lambda: first[0] in leader.log_text(), 30)
     assert kube.namespace not in standby.log_text(), "the standby acted"
     assert role(standby) == "standby"
     held_by = holder(kube, lease)

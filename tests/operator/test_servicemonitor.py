@@ -105,3 +105,52 @@ def test_with_the_crd_a_servicemonitor_is_rendered_and_restored(
         30,
     )
     assert restored["spec"]["endpoints"] == monitor["spec"]["endpoints"]
+
+
+def test_installing_and_removing_the_crd_switches_a_running_modelservices_scrape_config(
+    cluster: Any, third_party_crds: dict[str, Path], kube: Kube, operator_process: OperatorProcess
+) -> None:
+    """scrape: auto created before the Prometheus Operator's CRDs: pod annotations; once the
+    CRDs are installed (the operator still running) a ServiceMonitor instead, the annotations
+    gone and a forced ServiceMonitor no longer Degraded; once they are removed, annotations
+    again."""
+    kube.apply(example("early", monitoring={"scrape": "auto", "interval": "30s"}))
+    kube.apply(example("forced-early", monitoring={"scrape": "servicemonitor"}))
+    wait_for(
+        "annotations while no ServiceMonitor is served",
+        lambda: pod_annotations(kube, "early").get("prometheus.io/scrape") == "true",
+        30,
+    )
+    wait_for(
+        "the forced one Degraded",
+        lambda: kube.condition_where(
+            "forced-early", "Degraded", reason="ServiceMonitorUnavailable"
+        ),
+        30,
+    )
+    apply_crd(cluster, third_party_crds["servicemonitor"])
+    try:
+        monitor = wait_for("the ServiceMonitor", lambda: kube.get("servicemonitor", "early"), 30)
+        assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
+        wait_for("the forced one's", lambda: kube.get("servicemonitor", "forced-early"), 30)
+        wait_for(
+            "the annotations gone",
+            lambda: "prometheus.io/scrape" not in pod_annotations(kube, "early"),
+            30,
+        )
+        wait_for(
+            "the forced one no longer Degraded",
+            lambda: (
+                not kube.condition_where(
+                    "forced-early", "Degraded", reason="ServiceMonitorUnavailable"
+                )
+            ),
+            30,
+        )
+    finally:
+        cluster.kubectl("delete", "crd", SERVICEMONITOR_CRD, "--timeout=60s", check=False)
+    wait_for(
+        "annotations again once ServiceMonitors are not served",
+        lambda: pod_annotations(kube, "early").get("prometheus.io/scrape") == "true",
+        60,
+    )
