@@ -312,6 +312,18 @@ def print_snapshot_diff(snapshots: Path | None, k: int, what: str, top: int = 25
             print(f"    {line}", file=sys.stderr)
 
 
+def image_env(name: str) -> str:
+    """The value the operator image's Dockerfile gives an environment variable ("" if none)."""
+    text = (REPO_ROOT / "Dockerfile.operator").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for word in line.split()[1:]:
+                key, _, value = word.partition("=")
+                if key == name:
+                    return value
+    return ""
+
+
 def start_operator(
     cluster: LocalCluster, kubeconfig: Path, log: Path, snapshots: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -323,6 +335,8 @@ def start_operator(
         "AIOPS_OPERATOR_METRICS_PORT": str(free_port()),
         # KWOK's pod IPs are fake: never dial them.
         "AIOPS_OPERATOR_PROBE_NOT_READY_PODS": "false",
+        # As the image runs it (Dockerfile.operator; BENCH_PYTHONMALLOC="" for CPython's own).
+        "PYTHONMALLOC": os.environ.get("BENCH_PYTHONMALLOC", image_env("PYTHONMALLOC")),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(

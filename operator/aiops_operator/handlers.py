@@ -111,6 +111,7 @@ async def close_client(memo: Operator, **_: Any) -> None:
     """Close the API client's HTTP session and stop the metrics server."""
     if memo.state.kube is not None:
         await memo.state.kube.close()
+    await memo.heap.stop()
     operator_metrics.stop(memo.metrics_server)
 
 
@@ -167,6 +168,7 @@ async def remember_modelservice(
         memo.state.forget(key)
         memo.status.forget(key)
         operator_metrics.forget(*key)
+        memo.heap.soon()
         return
     uid = body.metadata.uid
     generation = body.metadata.get("generation", 1)
@@ -304,6 +306,7 @@ async def _apply_planned(
         assert children is not None  # a planned outcome has its spec and recipe
         await _apply_children(op, key, body, outcome.uid, outcome.generation, children, retry)
     outcome.applied = True
+    op.heap.soon()  # what the burst built and parsed is garbage now: trim once it is over
 
 
 def _scrape_depends(outcome: Outcome | None, servicemonitors: bool) -> bool:

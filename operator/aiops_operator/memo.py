@@ -13,6 +13,7 @@ from typing import Any
 
 from aiops_operator.child_watch import ChildWatch
 from aiops_operator.drift_poller import DriftPoller
+from aiops_operator.heap import Trimmer
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import State
 from aiops_operator.status_writer import StatusWriter
@@ -20,14 +21,15 @@ from aiops_operator.status_writer import StatusWriter
 
 @dataclass(frozen=True)
 class Operator:
-    """Settings, knowledge, the status writer, the drift poller, the children's watch and the
-    metrics server."""
+    """Settings, knowledge, the status writer, the drift poller, the children's watch, the
+    heap trimmer and the metrics server."""
 
     settings: OperatorSettings
     state: State
     status: StatusWriter
     drift: DriftPoller
     children: ChildWatch
+    heap: Trimmer
     metrics_server: Any = None  # started before Kopf runs (cli.py), stopped at cleanup
 
     @classmethod
@@ -36,4 +38,5 @@ class Operator:
         state = State(converging=asyncio.Semaphore(settings.api_connections))
         writer = StatusWriter(state, settings)
         drift = DriftPoller(settings, state, writer)
-        return cls(settings, state, writer, drift, ChildWatch(settings), metrics_server)
+        children = ChildWatch(settings)
+        return cls(settings, state, writer, drift, children, Trimmer(), metrics_server)

@@ -160,3 +160,10 @@ def test_until_stalled_waits_for_the_first_progress_then_guards_against_a_stall(
     started = time.monotonic()
     assert run([], target=3, timeout_s=0.6) is False
     assert time.monotonic() - started >= 0.6
+
+
+def test_the_operator_runs_with_the_images_allocator() -> None:
+    """The bench runs the operator as the image does: PYTHONMALLOC from Dockerfile.operator."""
+    assert operator_bench.image_env("PYTHONMALLOC") == "malloc"
+    assert operator_bench.image_env("USER") == "aiops-operator"  # a later word of the same ENV
+    assert operator_bench.image_env("NO_SUCH_VARIABLE") == ""
