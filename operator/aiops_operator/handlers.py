@@ -342,19 +342,28 @@ async def _reconverge(op: Operator, key: Key) -> None:
         available = await servicemonitors_available(op)
         async with op.state.key_lock(key):
             facts, outcome = op.state.modelservices.get(key), op.state.outcomes.get(key)
-            if outcome is None or facts is None or facts["deleting"] or facts["uid"] != outcome.uid:
+            if (
+                outcome is None
+                or outcome.spec is None  # an invalid spec: nothing to apply
+                or facts is None
+                or facts["deleting"]
+                or facts["uid"] != outcome.uid
+            ):
                 return
             if outcome.applied and not _scrape_depends(outcome, available):
                 return  # already built for this answer
-            assert outcome.spec is not None  # _scrape_depends held when the job was submitted
             planned = _plan(op, key, outcome.uid, outcome.generation, outcome.spec, available)
             op.state.outcomes[key] = planned
             try:
                 await _apply_planned(op, key, None, planned, attempt)
             except kopf.TemporaryError as err:
                 log.info("children not applied again yet: %s", err, extra=_ref(key, ""))
-                await asyncio.sleep(_backoff(attempt))
-                continue
+                failed = True
+            else:
+                failed = False
+        if failed:  # wait without the lock: a reconcile of a new generation may go meanwhile
+            await asyncio.sleep(_backoff(attempt))
+            continue
         op.status.publish_soon(key)
         served = "served" if available else "not served"
         log.info(f"children applied again: ServiceMonitors are {served}", extra=_ref(key, ""))

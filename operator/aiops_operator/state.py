@@ -144,10 +144,14 @@ class State:
         return self.kube
 
     def key_lock(self, key: Key) -> asyncio.Lock:
-        """The lock of one ModelService's children (a reconcile, a background re-apply)."""
+        """The lock of one ModelService's children (a reconcile, a background re-apply); a
+        throwaway one for a ModelService not (or no longer) known, so that a job that runs after
+        its deletion does not keep a lock for it."""
         lock = self.key_locks.get(key)
         if lock is None:
-            lock = self.key_locks[key] = asyncio.Lock()
+            lock = asyncio.Lock()
+            if key in self.modelservices:
+                self.key_locks[key] = lock
         return lock
 
     def forget(self, key: Key) -> None:

@@ -157,6 +157,8 @@ def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> N
     assert memo.state.deployments == {}
     assert memo.state.modelservices == {}
     assert memo.state.outcomes == {}
+    assert memo.state.key_locks == {}
+    assert memo.state.key_lock(KEY) is not memo.state.key_lock(KEY)  # not kept once forgotten
     assert memo.status._locks == {}
     assert memo.status._scheduled == {}
 
