@@ -310,11 +310,11 @@ async def _apply_planned(
 
 
 def _scrape_depends(outcome: Outcome | None, servicemonitors: bool) -> bool:
-    """Whether this applied outcome's children were built for the other answer to "are
-    ServiceMonitors served" (scrape: auto picks the kind by it; servicemonitor needs it)."""
+    """Whether this outcome's children were planned for the other answer to "are
+    ServiceMonitors served" (scrape: auto picks the kind by it; servicemonitor needs it).
+    Applied or not: one still being applied was planned with the answer before the change."""
     return (
         outcome is not None
-        and outcome.applied
         and outcome.spec is not None
         and outcome.recipe is not None
         and outcome.spec.monitoring.scrape in ("auto", "servicemonitor")
@@ -326,7 +326,8 @@ def on_kind_served(memo: Operator, kind: str, served: bool) -> None:
     """The API server began or ceased to serve a child kind (child_watch.py). For ServiceMonitor
     (the Prometheus Operator's CRDs installed or removed while the operator runs): remember it
     as discovery's answer, and have every ModelService whose children depend on it applied
-    again in the background."""
+    again in the background. That includes one planned with the old answer and still being
+    applied: its job waits for the ModelService's lock, so it applies after that apply."""
     if kind != manifests.SERVICEMONITOR[1]:
         return
     memo.state.servicemonitors = (time.monotonic(), served)
@@ -351,7 +352,7 @@ async def _reconverge(op: Operator, key: Key) -> None:
             ):
                 return
             if outcome.applied and not _scrape_depends(outcome, available):
-                return  # already built for this answer
+                return  # already built for this answer (by a reconcile meanwhile, maybe)
             planned = _plan(op, key, outcome.uid, outcome.generation, outcome.spec, available)
             op.state.outcomes[key] = planned
             try:
@@ -401,7 +402,9 @@ async def _apply_children(
             *(_apply(client, m) for m in children.apply), return_exceptions=True
         )
     for manifest, result in zip(children.apply, results, strict=True):
-        if isinstance(result, KubeApiError) and result.namespace_terminating:
+        if isinstance(result, KubeApiError) and (
+            result.namespace_terminating or result.namespace_gone
+        ):
             return  # the ModelService goes with its namespace; nothing to converge
         if isinstance(result, KubeApiError) and result.permanent and body is not None:
             reason = f"{manifest['kind']}Rejected"
@@ -555,7 +558,7 @@ async def _restore(op: Operator, key: Key, kind: str, api_version: str, action: 
                 "child not restored: its CustomResourceDefinition is being deleted",
                 extra=_ref(key, kind),
             )
-        elif not err.namespace_terminating:  # namespace deletion removes children: let it
+        elif not (err.namespace_terminating or err.namespace_gone):  # it takes the children
             log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
     # The answer is the live child: after a late event of an older one of this name it may be

@@ -40,6 +40,11 @@ class KubeApiError(Exception):
         return self.status == 403 and "being terminated" in self.message
 
     @property
+    def namespace_gone(self) -> bool:
+        """The namespace no longer exists (its ModelServices' DELETED events are on the way)."""
+        return self.status == 404 and self.message.startswith('namespaces "')
+
+    @property
     def kind_terminating(self) -> bool:
         """The kind's CustomResourceDefinition is being deleted: no new object of it."""
         return self.status == 403 and "definition is terminating" in self.message

@@ -15,6 +15,7 @@ from aiops_operator.handlers import (
     configure,
     kopf_connection_limit,
     on_child_event,
+    on_kind_served,
     remember_modelservice,
 )
 from aiops_operator.memo import Operator
@@ -304,3 +305,55 @@ def test_a_burst_builds_and_applies_only_api_connections_modelservices_at_once()
     facts = memo.state.deployments[("ns", "m7")]
     assert "managedFields" not in facts["metadata"]
     assert facts["status"] == {"replicas": 1}
+
+
+class HeldApplies(CountingApplies):
+    """Applies that wait until released (the first ModelService's, while the test acts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.started.set()
+        await self.release.wait()
+        return await super().apply(manifest)
+
+    async def serves(self, *_: Any) -> bool:
+        return True  # discovery, asked again by the re-apply: served now
+
+
+def test_servicemonitors_served_while_a_modelservice_is_being_applied_reach_it_too() -> None:
+    """A ModelService planned while ServiceMonitors were not served yet, and still being applied
+    when the children's watch learns they are, gets its ServiceMonitor once that apply is done
+    (it was skipped before: it was not applied yet when the news came, so nothing re-applied
+    it; seen on a fresh CI machine)."""
+    example = yaml.safe_load((Path(__file__).parents[2] / "examples/modelservice.yaml").read_text())
+    memo = Operator.create(OperatorSettings())
+    client = HeldApplies()
+    memo.state.kube = client  # type: ignore[assignment]
+    memo.state.servicemonitors = (float("inf"), False)  # cached: not served
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 1}
+    body = kopf.Body({"metadata": meta, "spec": example["spec"], "status": {}})
+
+    async def story() -> None:
+        first = asyncio.create_task(
+            remember_modelservice(type="ADDED", body=body, namespace=KEY[0], name=KEY[1], memo=memo)
+        )
+        await client.started.wait()  # planned, its applies held
+        assert not memo.state.outcomes[KEY].applied
+        memo.state.servicemonitors = (0.0, True)  # expired: a re-apply asks discovery again
+        on_kind_served(memo, "ServiceMonitor", True)
+        client.release.set()
+        await first
+        await memo.children.jobs.settle()
+        await memo.status.settle()
+
+    asyncio.run(story())
+    kinds = [kind for kind, _ in client.applied]
+    assert kinds.count("ServiceMonitor") == 1
+    assert kinds.count("Deployment") == 2  # the first apply, and again with the ServiceMonitor
+    outcome = memo.state.outcomes[KEY]
+    assert outcome.applied
+    assert outcome.recipe is not None
+    assert outcome.recipe.options.servicemonitor_available

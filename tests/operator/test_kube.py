@@ -27,6 +27,17 @@ def test_a_terminating_crd_is_recognised() -> None:
     assert not err.namespace_terminating
 
 
+def test_a_namespace_already_gone_is_told_from_a_missing_object() -> None:
+    gone = KubeApiError(404, "NotFound", 'namespaces "op-1" not found')
+    assert gone.namespace_gone
+    assert gone.permanent
+    missing = KubeApiError(404, "NotFound", 'configmaps "namespaces" not found')
+    assert not missing.namespace_gone
+    assert not KubeApiError(
+        404, "NotFound", "the server could not find the requested resource"
+    ).namespace_gone
+
+
 def test_a_real_rbac_denial_is_neither() -> None:
     err = KubeApiError(403, "Forbidden", 'secrets "t" is forbidden: User "sa" cannot get resource')
     assert not err.kind_terminating
