@@ -312,6 +312,27 @@ def print_snapshot_diff(snapshots: Path | None, k: int, what: str, top: int = 25
             print(f"    {line}", file=sys.stderr)
 
 
+def print_memory_reports(snapshots: Path | None) -> None:
+    """What the traced operator's memory was made of at each snapshot, in MiB: live Python
+    objects (traced), untraced C allocations, free memory glibc keeps, RSS by mapping."""
+    if snapshots is None:
+        return
+    for k, what in ((1, "baseline"), (2, "all Ready"), (3, "after delete")):
+        report = json.loads((snapshots / f"memory-{k}.json").read_text())
+        malloc, rss = report["malloc"], report["rss"]
+        untraced = malloc.get("in_use", 0) - report["traced"] - report["tracemalloc_overhead"]
+        figures = {
+            "traced": report["traced"],
+            "untraced_in_malloc": untraced,
+            "malloc_free": malloc.get("free_in_bins", 0),
+            "malloc_system": malloc.get("system", 0),
+            **{f"rss_{kind.strip('[]')}": size for kind, size in sorted(rss.items())},
+        }
+        shown = " ".join(f"{name}={size / 2**20:.1f}" for name, size in figures.items())
+        arenas, threads = malloc.get("arenas"), report["threads"]
+        print(f"memory {what}: {shown} arenas={arenas} threads={threads}", file=sys.stderr)
+
+
 def image_env(name: str) -> str:
     """The value the operator image's Dockerfile gives an environment variable ("" if none)."""
     text = (REPO_ROOT / "Dockerfile.operator").read_text().replace("\\\n", " ")
@@ -492,6 +513,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             await take_snapshot(proc.pid, snapshots, 3)
             print_snapshot_diff(snapshots, 2, f"all {n} Ready")
             print_snapshot_diff(snapshots, 3, "after delete")
+            print_memory_reports(snapshots)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

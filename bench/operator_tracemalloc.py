@@ -1,22 +1,85 @@
 """The operator under tracemalloc, for `BENCH_TRACEMALLOC=1 python bench/operator_bench.py`.
 
 Runs `aiops-operator run` with tracemalloc on; each SIGUSR1 writes a snapshot (after a garbage
-collection) to <dir>/snapshot-<k>.pickle, so the benchmark can diff the 0-object baseline
-against the memory left after every ModelService is deleted. A debugging aid: tracemalloc's own
-bookkeeping inflates the RSS figures of such a run.
+collection) to <dir>/snapshot-<k>.pickle, and what the process's memory is made of to
+<dir>/memory-<k>.json: bytes traced by tracemalloc and its own overhead, glibc's heap (obtained
+from the OS, free in its bins, in large mmapped blocks, arenas; from malloc_info) and the RSS
+by kind of mapping (/proc/self/smaps). So the benchmark can tell live Python objects from
+untraced C allocations and from free memory the allocator keeps. A debugging aid: tracemalloc's
+own bookkeeping inflates the RSS figures of such a run.
 Usage: python bench/operator_tracemalloc.py <snapshot dir>
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import json
+import os
 import signal
 import sys
+import tempfile
 import tracemalloc
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 FRAMES = 8  # enough of the stack to tell Kopf's allocations from ours
+
+
+def malloc_info() -> dict[str, int]:
+    """glibc's account of its heap, summed over arenas ({} on another C library)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "malloc_info"):
+        return {}
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+        stream = libc.fopen(out.name.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        root = ET.parse(out.name).getroot()
+    totals = {t.get("type"): int(t.get("size", 0)) for t in root.findall("total")}
+    system = {s.get("type"): int(s.get("size", 0)) for s in root.findall("system")}
+    free = totals.get("fast", 0) + totals.get("rest", 0)
+    return {
+        "arenas": len(root.findall("heap")),
+        "system": system.get("current", 0),
+        "free_in_bins": free,
+        "mmapped_blocks": totals.get("mmap", 0),
+        "in_use": system.get("current", 0) - free + totals.get("mmap", 0),
+    }
+
+
+def rss_by_mapping() -> dict[str, int]:
+    """Resident bytes per kind of mapping: the main heap, anonymous maps (thread arenas and
+    stacks, large blocks), the stack, files (libraries, extension modules)."""
+    kinds: dict[str, int] = {}
+    kind = "anon"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            path = fields[5] if len(fields) > 5 else ""
+            kind = path if path in ("[heap]", "[stack]") else ("file" if path else "anon")
+        elif fields and fields[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(fields[1]) * 1024
+    return kinds
+
+
+def memory_report() -> dict[str, Any]:
+    traced, _peak = tracemalloc.get_traced_memory()
+    return {
+        "traced": traced,
+        "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
+        "malloc": malloc_info(),
+        "rss": rss_by_mapping(),
+        "threads": len(os.listdir("/proc/self/task")),
+    }
 
 
 def main() -> int:
@@ -27,6 +90,7 @@ def main() -> int:
         nonlocal taken
         taken += 1
         gc.collect()
+        (out / f"memory-{taken}.json").write_text(json.dumps(memory_report()))
         target = out / f"snapshot-{taken}.pickle"
         tracemalloc.take_snapshot().dump(str(target) + ".part")
         Path(str(target) + ".part").rename(target)

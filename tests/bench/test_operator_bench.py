@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -167,3 +168,52 @@ def test_the_operator_runs_with_the_images_allocator() -> None:
     assert operator_bench.image_env("PYTHONMALLOC") == "malloc"
     assert operator_bench.image_env("USER") == "aiops-operator"  # a later word of the same ENV
     assert operator_bench.image_env("NO_SUCH_VARIABLE") == ""
+
+
+def test_the_memory_report_sees_a_block_malloc_hands_out_and_where_it_is_resident() -> None:
+    """glibc's account follows an allocation (`in_use` grows by it, not by the free rest)."""
+    import ctypes
+    import ctypes.util
+
+    tracer = load("operator_tracemalloc")
+    before = tracer.memory_report()
+    assert before["malloc"]["arenas"] >= 1
+    assert before["threads"] >= 1
+    assert before["rss"]["file"] > 0  # the interpreter and its libraries are mapped files
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(64 * 1024 - 64) for _ in range(160)]  # ~10 MiB below the mmap threshold
+    try:
+        during = tracer.memory_report()
+    finally:
+        for block in blocks:
+            libc.free(block)
+    grown = during["malloc"]["in_use"] - before["malloc"]["in_use"]
+    assert 9.5 * 2**20 < grown < 11 * 2**20
+
+
+def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {
+        "traced": 10 * 2**20,
+        "tracemalloc_overhead": 2 * 2**20,
+        "malloc": {
+            "arenas": 3,
+            "system": 40 * 2**20,
+            "free_in_bins": 8 * 2**20,
+            "in_use": 32 * 2**20,
+        },
+        "rss": {"[heap]": 30 * 2**20, "anon": 5 * 2**20, "file": 20 * 2**20},
+        "threads": 4,
+    }
+    for k in (1, 2, 3):
+        (tmp_path / f"memory-{k}.json").write_text(json.dumps(report))
+    operator_bench.print_memory_reports(tmp_path)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("memory after delete:")
+    assert "traced=10.0 untraced_in_malloc=20.0 malloc_free=8.0" in lines[0]
+    assert "rss_heap=30.0" in lines[0]
+    assert "arenas=3 threads=4" in lines[0]
