@@ -22,7 +22,8 @@ floors, and `floor_before_p50_ms` / `floor_after_p50_ms` show each.
 The last line is one JSON object. Usage: python bench/operator_bench.py [--n 200] (or BENCH_N=1000);
 BENCH_TRACEMALLOC=1 runs the operator under tracemalloc (bench/operator_tracemalloc.py) and prints
 what it holds, once all N are Ready and after the deletes, that it did not at its baseline (its
-RSS figures then include tracemalloc's own).
+RSS figures then include tracemalloc's own), and what its memory is made of then;
+BENCH_TRACEMALLOC=report prints only the latter, with the operator untraced (its figures hold).
 """
 
 from __future__ import annotations
@@ -290,7 +291,7 @@ async def take_snapshot(pid: int, snapshots: Path | None, k: int) -> None:
         return
     os.kill(pid, signal.SIGUSR1)
     for _ in range(600):  # a snapshot of a large heap takes a while to write
-        if (snapshots / f"snapshot-{k}.pickle").exists():
+        if (snapshots / f"memory-{k}.json").exists():
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"the operator wrote no snapshot {k} into {snapshots}")
@@ -298,8 +299,8 @@ async def take_snapshot(pid: int, snapshots: Path | None, k: int) -> None:
 
 def print_snapshot_diff(snapshots: Path | None, k: int, what: str, top: int = 25) -> None:
     """What the operator holds in its k-th snapshot that it did not at its baseline (the 1st)."""
-    if snapshots is None:
-        return
+    if snapshots is None or not (snapshots / "snapshot-1.pickle").exists():
+        return  # not traced (BENCH_TRACEMALLOC=report)
     import tracemalloc
 
     before = tracemalloc.Snapshot.load(str(snapshots / "snapshot-1.pickle"))
@@ -327,10 +328,11 @@ def print_memory_reports(snapshots: Path | None) -> None:
             "malloc_free": malloc.get("free_in_bins", 0),
             "malloc_system": malloc.get("system", 0),
             **{f"rss_{kind.strip('[]')}": size for kind, size in sorted(rss.items())},
+            "rss_heap_after_trim": report.get("rss_heap_after_trim", 0),
         }
         shown = " ".join(f"{name}={size / 2**20:.1f}" for name, size in figures.items())
-        arenas, threads = malloc.get("arenas"), report["threads"]
-        print(f"memory {what}: {shown} arenas={arenas} threads={threads}", file=sys.stderr)
+        counts = f"arenas={malloc.get('arenas')} threads={report['threads']}"
+        print(f"memory {what}: {shown} {counts} sockets={report['sockets']}", file=sys.stderr)
 
 
 def image_env(name: str) -> str:
@@ -492,7 +494,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         # Free the fake node for the operator's pods and let the garbage collector finish first.
         delete_namespace(cluster, "bench-floor", n)
         snapshots = None
-        if os.environ.get("BENCH_TRACEMALLOC") == "1":
+        if os.environ.get("BENCH_TRACEMALLOC") in ("1", "report"):
             snapshots = Path(tempfile.mkdtemp(prefix="operator-tracemalloc-"))
         proc, _port = start_operator(cluster, identity, log, snapshots)
         try:

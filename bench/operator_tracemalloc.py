@@ -1,12 +1,14 @@
 """The operator under tracemalloc, for `BENCH_TRACEMALLOC=1 python bench/operator_bench.py`.
 
-Runs `aiops-operator run` with tracemalloc on; each SIGUSR1 writes a snapshot (after a garbage
-collection) to <dir>/snapshot-<k>.pickle, and what the process's memory is made of to
-<dir>/memory-<k>.json: bytes traced by tracemalloc and its own overhead, glibc's heap (obtained
-from the OS, free in its bins, in large mmapped blocks, arenas; from malloc_info) and the RSS
-by kind of mapping (/proc/self/smaps). So the benchmark can tell live Python objects from
-untraced C allocations and from free memory the allocator keeps. A debugging aid: tracemalloc's
-own bookkeeping inflates the RSS figures of such a run.
+Runs `aiops-operator run` with tracemalloc on (off with BENCH_TRACEMALLOC=report); each SIGUSR1
+writes a snapshot (after a garbage collection, when tracing) to <dir>/snapshot-<k>.pickle, and
+what the process's memory is made of to <dir>/memory-<k>.json: bytes traced by tracemalloc and
+its own overhead, glibc's heap (obtained from the OS, free in its bins, in large mmapped blocks,
+arenas; from malloc_info), the RSS by kind of mapping (/proc/self/smaps), the heap's RSS after
+one more malloc_trim (what the operator's own trims left resident), threads and sockets. So the
+benchmark can tell live Python objects from untraced C allocations and from free memory the
+allocator keeps. A debugging aid: tracemalloc's own bookkeeping inflates the RSS figures of a
+traced run (the report mode has none).
 Usage: python bench/operator_tracemalloc.py <snapshot dir>
 """
 
@@ -79,6 +81,11 @@ def memory_report() -> dict[str, Any]:
         "malloc": malloc_info(),
         "rss": rss_by_mapping(),
         "threads": len(os.listdir("/proc/self/task")),
+        "sockets": sum(
+            os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        ),
     }
 
 
@@ -86,17 +93,28 @@ def main() -> int:
     out = Path(sys.argv[1])
     taken = 0
 
+    tracing = os.environ.get("BENCH_TRACEMALLOC", "1") != "report"
+
     def snapshot(_signum: int, _frame: FrameType | None) -> None:
         nonlocal taken
         taken += 1
         gc.collect()
-        (out / f"memory-{taken}.json").write_text(json.dumps(memory_report()))
-        target = out / f"snapshot-{taken}.pickle"
-        tracemalloc.take_snapshot().dump(str(target) + ".part")
-        Path(str(target) + ".part").rename(target)
+        report = memory_report()
+        # What a trim now would give back: free memory the operator's own trims left resident.
+        heap.trim()
+        report["rss_heap_after_trim"] = rss_by_mapping().get("[heap]", 0)
+        if tracing:
+            target = out / f"snapshot-{taken}.pickle"
+            tracemalloc.take_snapshot().dump(str(target) + ".part")
+            Path(str(target) + ".part").rename(target)
+        done = out / f"memory-{taken}.json"  # written last: the benchmark waits for it
+        Path(str(done) + ".part").write_text(json.dumps(report))
+        Path(str(done) + ".part").rename(done)
 
-    tracemalloc.start(FRAMES)
+    if tracing:
+        tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR1, snapshot)
+    from aiops_operator import heap
     from aiops_operator.cli import main as operator_main
 
     return operator_main(["run"])

@@ -402,9 +402,7 @@ async def _apply_children(
             *(_apply(client, m) for m in children.apply), return_exceptions=True
         )
     for manifest, result in zip(children.apply, results, strict=True):
-        if isinstance(result, KubeApiError) and (
-            result.namespace_terminating or result.namespace_gone
-        ):
+        if isinstance(result, KubeApiError) and result.namespace_going:
             return  # the ModelService goes with its namespace; nothing to converge
         if isinstance(result, KubeApiError) and result.permanent and body is not None:
             reason = f"{manifest['kind']}Rejected"
@@ -490,6 +488,9 @@ def on_child_event(memo: Operator, type: str, child: dict[str, Any]) -> None:
     key = _owner_key(child)
     if key is None:
         return
+    # The parsed event is garbage once handled: a burst of them (a namespace of ModelServices
+    # deleted, whose children go after them) leaves free memory to trim once it is over.
+    memo.heap.soon()
     kind, uid = child.get("kind") or "", (child.get("metadata") or {}).get("uid")
     if type == "DELETED":
         if memo.state.present.get((key, kind)) not in (uid, None):
@@ -558,7 +559,7 @@ async def _restore(op: Operator, key: Key, kind: str, api_version: str, action: 
                 "child not restored: its CustomResourceDefinition is being deleted",
                 extra=_ref(key, kind),
             )
-        elif not (err.namespace_terminating or err.namespace_gone):  # it takes the children
+        elif not err.namespace_going:  # the namespace takes the children with it
             log.warning("could not restore a child: %s", err, extra=_ref(key, kind))
         return
     # The answer is the live child: after a late event of an older one of this name it may be

@@ -35,14 +35,11 @@ class KubeApiError(Exception):
         self.message = message
 
     @property
-    def namespace_terminating(self) -> bool:
-        """The namespace is being deleted: nothing new may be created in it."""
-        return self.status == 403 and "being terminated" in self.message
-
-    @property
-    def namespace_gone(self) -> bool:
-        """The namespace no longer exists (its ModelServices' DELETED events are on the way)."""
-        return self.status == 404 and self.message.startswith('namespaces "')
+    def namespace_going(self) -> bool:
+        """The namespace is being deleted (nothing new may be created in it) or is gone
+        already: its ModelServices go with it, their DELETED events are on the way."""
+        terminating = self.status == 403 and "being terminated" in self.message
+        return terminating or (self.status == 404 and self.message.startswith('namespaces "'))
 
     @property
     def kind_terminating(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -191,6 +192,8 @@ def test_the_memory_report_sees_a_block_malloc_hands_out_and_where_it_is_residen
             libc.free(block)
     grown = during["malloc"]["in_use"] - before["malloc"]["in_use"]
     assert 9.5 * 2**20 < grown < 11 * 2**20
+    with socket.socket(), socket.socket():
+        assert tracer.memory_report()["sockets"] == before["sockets"] + 2
 
 
 def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
@@ -207,6 +210,7 @@ def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
         },
         "rss": {"[heap]": 30 * 2**20, "anon": 5 * 2**20, "file": 20 * 2**20},
         "threads": 4,
+        "sockets": 7,
     }
     for k in (1, 2, 3):
         (tmp_path / f"memory-{k}.json").write_text(json.dumps(report))
@@ -216,4 +220,4 @@ def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
     assert lines[2].startswith("memory after delete:")
     assert "traced=10.0 untraced_in_malloc=20.0 malloc_free=8.0" in lines[0]
     assert "rss_heap=30.0" in lines[0]
-    assert "arenas=3 threads=4" in lines[0]
+    assert "arenas=3 threads=4 sockets=7" in lines[0]

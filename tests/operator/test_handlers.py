@@ -5,12 +5,15 @@ ModelService leaves behind, how many ModelServices a burst builds and applies at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import kopf
+import pytest
 import yaml
 
+from aiops_operator import heap
 from aiops_operator.handlers import (
     configure,
     kopf_connection_limit,
@@ -162,6 +165,35 @@ def test_a_modelservice_deleted_before_its_children_leaves_nothing_behind() -> N
     assert memo.state.key_lock(KEY) is not memo.state.key_lock(KEY)  # not kept once forgotten
     assert memo.status._locks == {}
     assert memo.status._scheduled == {}
+
+
+def test_the_heap_is_trimmed_after_the_children_of_deleted_modelservices_are_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A namespace of ModelServices deleted: their DELETED events come first, their children's
+    (garbage collection) for a while after. The trim waits for the children's too: one due
+    after the ModelServices' alone would run while their children's events are still parsed."""
+    trims: list[float] = []
+    monkeypatch.setattr(heap, "trim", lambda: trims.append(0.0) or True)
+    memo = dataclasses.replace(Operator.create(OperatorSettings()), heap=heap.Trimmer(after_s=0.2))
+    memo.state.kube = StatusOnly()  # type: ignore[assignment]
+    labels = {"app.kubernetes.io/instance": KEY[1]}
+    child = {"kind": "ConfigMap", "metadata": {"name": "c", "namespace": KEY[0], "labels": labels}}
+    ms = kopf.Body({"metadata": {"name": KEY[1], "namespace": KEY[0], "uid": "u1"}, "spec": {}})
+
+    async def story() -> None:
+        await remember_modelservice(
+            type="DELETED", body=ms, namespace=KEY[0], name=KEY[1], memo=memo
+        )
+        for _ in range(8):  # its children go over the next 0.4 s
+            await asyncio.sleep(0.05)
+            on_child_event(memo, "DELETED", child)
+        assert trims == []  # 0.4 s after the ModelService's event: not yet
+        await asyncio.sleep(0.4)
+        assert len(trims) == 1
+        await memo.heap.stop()
+
+    asyncio.run(story())
 
 
 class HeldStatus:

@@ -16,7 +16,7 @@ CRD_GOING = (
 
 def test_a_terminating_namespace_is_not_an_rbac_problem() -> None:
     err = KubeApiError(403, "Forbidden", NAMESPACE_GOING)
-    assert err.namespace_terminating
+    assert err.namespace_going
     assert not err.kind_terminating
     assert not err.permanent
 
@@ -24,24 +24,24 @@ def test_a_terminating_namespace_is_not_an_rbac_problem() -> None:
 def test_a_terminating_crd_is_recognised() -> None:
     err = KubeApiError(403, "Forbidden", CRD_GOING)
     assert err.kind_terminating
-    assert not err.namespace_terminating
+    assert not err.namespace_going
 
 
 def test_a_namespace_already_gone_is_told_from_a_missing_object() -> None:
     gone = KubeApiError(404, "NotFound", 'namespaces "op-1" not found')
-    assert gone.namespace_gone
+    assert gone.namespace_going
     assert gone.permanent
     missing = KubeApiError(404, "NotFound", 'configmaps "namespaces" not found')
-    assert not missing.namespace_gone
+    assert not missing.namespace_going
     assert not KubeApiError(
         404, "NotFound", "the server could not find the requested resource"
-    ).namespace_gone
+    ).namespace_going
 
 
 def test_a_real_rbac_denial_is_neither() -> None:
     err = KubeApiError(403, "Forbidden", 'secrets "t" is forbidden: User "sa" cannot get resource')
     assert not err.kind_terminating
-    assert not err.namespace_terminating
+    assert not err.namespace_going
 
 
 def test_rejections_of_the_object_itself_are_permanent() -> None:
