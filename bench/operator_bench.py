@@ -11,7 +11,8 @@ Measures, in one run on one fresh cluster:
   Deployments have their pod ready (floor_converge_s), the bound under converge_s;
 - the CPU seconds each process (API server, etcd, controller-manager, scheduler, KWOK, the
   operator) used during the operator's phase (phase_cpu_s), and the control plane's during the
-  floor's (floor_phase_cpu_s): where converge_s went;
+  floor's (floor_phase_cpu_s): where converge_s went; and the requests the API server served in
+  each phase, by verb and resource (phase_requests, floor_phase_requests): what for;
 - the operator's RSS at the end and its peak (VmHWM);
 - memory returns: the operator's RSS at its 0-object baseline (after start-up, settled) and
   after all N ModelServices are deleted and gone (settled), and their ratio;
@@ -460,6 +461,35 @@ def cpu_used(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]
     return {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
 
 
+def request_counts(cluster: LocalCluster) -> dict[str, float]:
+    """Requests the API server has served so far (parse_request_counts of its /metrics)."""
+    return parse_request_counts(cluster.kubectl("get", "--raw", "/metrics").stdout)
+
+
+def parse_request_counts(text: str) -> dict[str, float]:
+    """apiserver_request_total summed by "VERB resource[/subresource]" (server-side apply is
+    the verb APPLY), from the API server's metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":  # the parser drops a counter's _total
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+            counts[f"{labels.get('verb')} {labels.get('resource')}{sub}"] += sample.value
+    return dict(counts)
+
+
+def requests_made(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """The requests served between two request_counts, most first (none of those not made)."""
+    made = {key: int(after[key] - before.get(key, 0)) for key in after}
+    return dict(sorted(((k, v) for k, v in made.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def delete_namespace(cluster: LocalCluster, namespace: str, n: int) -> None:
     """Delete a namespace and wait until it is gone (children garbage-collected)."""
     cluster.kubectl(
@@ -484,6 +514,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
     try:
         floor_components = cluster.running_pids()
         floor_cpu_before = cpu_snapshot(floor_components)
+        floor_requests_before = request_counts(cluster)
         floor, floor_began = await run_floor(as_operator, client, "bench-floor", n)
         # The controller-manager keeps creating the floor's ReplicaSets and pods for a while;
         # let it finish so the operator's run does not pay for the floor's work.
@@ -491,6 +522,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             client, "bench-floor", n, floor_began
         )
         floor_cpu_s = cpu_used(floor_components, floor_cpu_before)
+        floor_requests = requests_made(floor_requests_before, request_counts(cluster))
         # Free the fake node for the operator's pods and let the garbage collector finish first.
         delete_namespace(cluster, "bench-floor", n)
         snapshots = None
@@ -503,7 +535,9 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
             await take_snapshot(proc.pid, snapshots, 1)
             components = {**cluster.running_pids(), "operator": proc.pid}
             cpu_before = cpu_snapshot(components)
+            requests_before = request_counts(cluster)
             reconcile, converge_s, n_ready = await run_operator(client, "bench-operator", n)
+            phase_requests = requests_made(requests_before, request_counts(cluster))
             rss, rss_peak = rss_mb(proc.pid)
             cpu_s = cpu_seconds(proc.pid)
             phase_cpu_s = cpu_used(components, cpu_before)
@@ -549,6 +583,10 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         "phase_cpu_s": phase_cpu_s,
         # The same for the floor's phase (its creates until its Deployments were ready).
         "floor_phase_cpu_s": floor_cpu_s,
+        # The requests the API server served in each phase (the benchmark's own included: its
+        # creates, lists and watches): what its CPU seconds were spent on.
+        "phase_requests": phase_requests,
+        "floor_phase_requests": floor_requests,
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(rss_peak, 1),
         "operator_cpu_s": round(cpu_s, 1),

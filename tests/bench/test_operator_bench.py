@@ -221,3 +221,21 @@ def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
     assert "traced=10.0 untraced_in_malloc=20.0 malloc_free=8.0" in lines[0]
     assert "rss_heap=30.0" in lines[0]
     assert "arenas=3 threads=4 sockets=7" in lines[0]
+
+
+def test_the_api_servers_requests_are_counted_by_verb_and_resource() -> None:
+    metrics = """# HELP apiserver_request_total Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",resource="deployments",subresource="",verb="APPLY"} 3
+apiserver_request_total{code="200",resource="deployments",subresource="",verb="APPLY"} 2
+apiserver_request_total{code="200",resource="modelservices",subresource="status",verb="PATCH"} 4
+# HELP apiserver_request_duration_seconds Response latency
+# TYPE apiserver_request_duration_seconds histogram
+apiserver_request_duration_seconds_count{resource="pods",verb="GET"} 9
+"""
+    before = operator_bench.parse_request_counts(metrics)
+    assert before == {"APPLY deployments": 5, "PATCH modelservices/status": 4}
+    after = {**before, "APPLY deployments": 12, "POST configmaps": 1}
+    made = operator_bench.requests_made(before, after)
+    assert made == {"APPLY deployments": 7, "POST configmaps": 1}  # most first, none unmade
+    assert list(made) == ["APPLY deployments", "POST configmaps"]
