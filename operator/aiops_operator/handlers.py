@@ -31,6 +31,7 @@ import kopf
 from pydantic import ValidationError
 
 from aiops_operator import manifests, operator_metrics
+from aiops_operator.kopf_storage import HandledGenerations, RetryProgress
 from aiops_operator.kube import KubeApiError, KubeClient, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.memo import Operator
@@ -54,10 +55,9 @@ RECONVERGE_ATTEMPTS = 5  # a background re-apply (ServiceMonitors began or cease
 async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -> None:
     """Kopf settings and the API client; see settings.py for what is configurable."""
     config = memo.settings
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    # Kopf writes nothing on a ModelService it handled: what was handled is known here.
+    settings.persistence.progress_storage = RetryProgress(prefix=GROUP)
+    settings.persistence.diffbase_storage = HandledGenerations(functools.partial(_handled, memo))
     # Only warnings and errors become Kubernetes Events: one Event per reconcile of 1000
     # ModelServices would double the API traffic for nothing a person reads.
     settings.posting.level = logging.WARNING
@@ -211,6 +211,19 @@ async def _apply_at_first_sight(op: Operator, key: Key, body: kopf.Body) -> None
         await _converge(op, key, None, uid, generation, ms, retry=0)
     except Exception as exc:  # reconcile handles, reports and retries it
         log.debug("first-sight apply left to the reconcile handler: %r", exc, extra=_ref(key, ""))
+
+
+def _handled(op: Operator, body: kopf.Body) -> bool:
+    """Whether this process applied this generation's children or rejected its spec: Kopf then
+    has nothing to hand to `reconcile` for it (kopf_storage.py)."""
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    outcome = op.state.outcomes.get(key)
+    return (
+        outcome is not None
+        and outcome.uid == body.metadata.uid
+        and outcome.generation == int(body.metadata.get("generation", 1))
+        and (outcome.applied or (outcome.problem is not None and outcome.problem.blocking))
+    )
 
 
 def _applied(op: Operator, key: Key, uid: str, generation: int) -> bool:

@@ -27,7 +27,7 @@ _RULES: list[tuple[list[str], list[str], list[str], str]] = [
         [GROUP],
         [PLURAL],
         ["list", "watch", "patch"],
-        "Kopf watches ModelServices and patches its progress/last-handled annotations",
+        "Kopf watches ModelServices and patches the progress annotations of a retried handler",
     ),
     ([GROUP], [f"{PLURAL}/status"], ["patch"], "status (conditions, replicas, drift threshold)"),
     (

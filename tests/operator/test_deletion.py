@@ -1,5 +1,6 @@
 """Deleting a ModelService never waits for the operator: no finalizer, even on objects an
-older operator (a Kopf timer per ModelService) left its finalizer on."""
+older operator (a Kopf timer per ModelService) left its finalizer on; and an upgraded operator
+takes Kopf's copy of the spec off them (kopf_storage.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 import pytest
 
+from aiops_operator.kopf_storage import LEGACY_DIFFBASE
 from tests.helpers import wait_for
 from tests.operator.operator_helpers import Kube, OperatorProcess, example
 
@@ -38,6 +40,7 @@ def test_an_upgraded_operator_removes_the_old_kopf_finalizer(
     try:
         old = example("upgraded")
         old["metadata"]["finalizers"] = [KOPF_FINALIZER]
+        old["metadata"]["annotations"] = {LEGACY_DIFFBASE: '{"spec": {}}'}  # Kopf's, then
         kube.apply(old)
     finally:
         operator_process.start()
@@ -48,5 +51,11 @@ def test_an_upgraded_operator_removes_the_old_kopf_finalizer(
 
     wait_for("Ready=True", lambda: kube.ready("upgraded"), 30)
     wait_for("the old finalizer removed", lambda: finalizers() is None, 15)
+
+    def annotations() -> dict[str, str]:
+        meta = (kube.get("modelservice", "upgraded") or {}).get("metadata") or {}
+        return dict(meta.get("annotations") or {})
+
+    wait_for("the old copy of the spec removed", lambda: LEGACY_DIFFBASE not in annotations(), 15)
     kube.kubectl("delete", "modelservice", "upgraded", "--wait=false")
     wait_for("the ModelService gone", lambda: kube.get("modelservice", "upgraded") is None, 5)

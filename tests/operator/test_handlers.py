@@ -15,6 +15,7 @@ import yaml
 
 from aiops_operator import heap
 from aiops_operator.handlers import (
+    _handled,
     configure,
     kopf_connection_limit,
     on_child_event,
@@ -24,6 +25,7 @@ from aiops_operator.handlers import (
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
 from aiops_operator.state import Outcome
+from aiops_operator.status import Problem
 
 KEY = ("ns", "a")
 
@@ -389,3 +391,22 @@ def test_servicemonitors_served_while_a_modelservice_is_being_applied_reach_it_t
     assert outcome.applied
     assert outcome.recipe is not None
     assert outcome.recipe.options.servicemonitor_available
+
+
+def test_kopf_is_told_a_generation_is_handled_once_applied_or_rejected_by_this_process() -> None:
+    memo = Operator.create(OperatorSettings())
+    meta = {"name": KEY[1], "namespace": KEY[0], "uid": "u1", "generation": 2}
+    ms = kopf.Body({"metadata": meta, "spec": {}})
+    assert not _handled(memo, ms)  # not known (e.g. after a restart): Kopf calls reconcile
+    memo.state.outcomes[KEY] = Outcome(2, "u1")
+    assert not _handled(memo, ms)  # planned, not applied yet
+    memo.state.outcomes[KEY] = Outcome(2, "u1", applied=True)
+    assert _handled(memo, ms)
+    memo.state.outcomes[KEY] = Outcome(1, "u1", applied=True)
+    assert not _handled(memo, ms)  # a new generation
+    memo.state.outcomes[KEY] = Outcome(2, "u0", applied=True)
+    assert not _handled(memo, ms)  # a namesake's
+    memo.state.outcomes[KEY] = Outcome(2, "u1", Problem("InvalidSpec", "bad"))
+    assert _handled(memo, ms)  # rejected: not retried until the spec changes
+    memo.state.outcomes[KEY] = Outcome(2, "u1", Problem("X", "y", blocking=False))
+    assert not _handled(memo, ms)

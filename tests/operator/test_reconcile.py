@@ -126,7 +126,7 @@ def watch_events(kube: Kube, path: str, since: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
-def test_no_finalizer_is_ever_added_and_children_are_applied_once(
+def test_no_finalizer_nor_kopf_annotation_is_ever_added_and_children_are_applied_once(
     kube: Kube, operator_process: OperatorProcess
 ) -> None:
     # No handler needs one (no timer, no delete handler): the children go with the ModelService
@@ -145,6 +145,13 @@ def test_no_finalizer_is_ever_added_and_children_are_applied_once(
     assert len(events) > 1, "the operator wrote nothing to the ModelService"
     assert not finalized, f"a finalizer was added: {finalized[0]['object']['metadata']}"
     assert len(created) == 1
+    # Kopf wrote nothing either (no copy of the spec, no marker: kopf_storage.py): every write
+    # after the create was to the status.
+    annotations = [e["object"]["metadata"].get("annotations") or {} for e in events]
+    kopfs = [a for a in annotations if any(k.startswith("aiops-quality.io/") for k in a)]
+    assert not kopfs, f"Kopf annotated the ModelService: {kopfs[0]}"
+    generations = {e["object"]["metadata"].get("generation") for e in events}
+    assert generations == {1}
 
 
 def test_threshold_patch_reaches_configmap_and_status_within_5s_without_a_rollout(
