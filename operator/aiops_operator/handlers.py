@@ -213,28 +213,29 @@ async def _apply_at_first_sight(op: Operator, key: Key, body: kopf.Body) -> None
         log.debug("first-sight apply left to the reconcile handler: %r", exc, extra=_ref(key, ""))
 
 
+def _current(op: Operator, key: Key, uid: str, generation: int) -> Outcome | None:
+    """This process's outcome for this uid and generation of the ModelService, if any."""
+    outcome = op.state.outcomes.get(key)
+    if outcome is None or outcome.uid != uid or outcome.generation != generation:
+        return None
+    return outcome
+
+
 def _handled(op: Operator, body: kopf.Body) -> bool:
     """Whether this process applied this generation's children or rejected its spec: Kopf then
     has nothing to hand to `reconcile` for it (kopf_storage.py)."""
     key = (body.metadata.namespace or "", body.metadata.name or "")
-    outcome = op.state.outcomes.get(key)
-    return (
-        outcome is not None
-        and outcome.uid == body.metadata.uid
-        and outcome.generation == int(body.metadata.get("generation", 1))
-        and (outcome.applied or (outcome.problem is not None and outcome.problem.blocking))
+    generation = int(body.metadata.get("generation", 1))
+    outcome = _current(op, key, body.metadata.uid or "", generation)
+    return outcome is not None and (
+        outcome.applied or (outcome.problem is not None and outcome.problem.blocking)
     )
 
 
 def _applied(op: Operator, key: Key, uid: str, generation: int) -> bool:
     """Whether this process already applied the children of this generation."""
-    outcome = op.state.outcomes.get(key)
-    return (
-        outcome is not None
-        and outcome.applied
-        and outcome.uid == uid
-        and outcome.generation == generation
-    )
+    outcome = _current(op, key, uid, generation)
+    return outcome is not None and outcome.applied
 
 
 @operator_metrics.counted("reconcile")
