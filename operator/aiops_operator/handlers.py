@@ -541,9 +541,12 @@ def _restore_action(
     ms, outcome = op.state.modelservices.get(key), op.state.outcomes.get(key)
     if ms is None or outcome is None or ms["deleting"] or ms["uid"] != outcome.uid:
         return None
-    if outcome.unwanted(kind):
+    children = outcome.children  # built once per event: the spec's children are not kept
+    if children is None:
+        return None
+    if children.unwanted(kind):
         return "delete" if type != "DELETED" and owned_by(child, outcome.uid) else None
-    desired = outcome.desired(kind)
+    desired = children.wanted(kind)
     if desired is None:
         return None
     if type != "DELETED" and manifests.is_subset(desired, child):
@@ -561,7 +564,8 @@ async def _restore(op: Operator, key: Key, kind: str, api_version: str, action: 
         async with gate.child_write():
             await client.delete(api_version, kind, key[0], key[1])
         return
-    desired = outcome.desired(kind)
+    children = outcome.children
+    desired = children.wanted(kind) if children is not None else None
     if desired is None:
         return
     try:

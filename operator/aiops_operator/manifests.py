@@ -76,6 +76,14 @@ class Children:
     apply: list[dict[str, Any]]
     absent: list[tuple[str, str]]
 
+    def wanted(self, kind: str) -> dict[str, Any] | None:
+        """The manifest of the child of this kind, if one is wanted."""
+        return next((m for m in self.apply if m["kind"] == kind), None)
+
+    def unwanted(self, kind: str) -> bool:
+        """Whether a child of this kind should not exist."""
+        return any(k == kind for _, k in self.absent)
+
 
 def labels(owner_name: str) -> dict[str, str]:
     """The app.kubernetes.io/* labels every child carries."""

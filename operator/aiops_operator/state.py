@@ -55,18 +55,6 @@ class Outcome:
             return None
         return self.recipe.build(self.spec)
 
-    def desired(self, kind: str) -> dict[str, Any] | None:
-        """The desired manifest of one child kind, if this outcome wants one."""
-        children = self.children
-        if children is None:
-            return None
-        return next((m for m in children.apply if m["kind"] == kind), None)
-
-    def unwanted(self, kind: str) -> bool:
-        """Whether a child of this kind should not exist."""
-        children = self.children
-        return children is not None and any(k == kind for _, k in children.absent)
-
 
 # A bookkeeping write waits at most this long for the child writes in flight to finish.
 STATUS_DEFER_MAX_S = 10.0
