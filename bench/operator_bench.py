@@ -1,10 +1,11 @@
 """Operator benchmark on the local control plane: N ModelServices created at once.
 
 Measures, in one run on one fresh cluster:
-- floor: the same children (Deployment, Service, ConfigMap) created directly with the Python
-  client, all N at once: time from the create call to all three seen on a watch;
+- floor: the same children the operator applies for the example (Deployment, Service, ConfigMap,
+  NetworkPolicy: FLOOR_CHILDREN) created directly with the Python client, all N at once: time
+  from the create calls to all of them seen on a watch;
 - operator: N ModelServices created at once with the operator running under its ServiceAccount:
-  time from the ModelService's create call to its three children seen on a watch (p50/p99),
+  time from the ModelService's create call to all its children seen on a watch (p50/p99),
   and the time until all N report Ready=True (converge_s; null when readiness stalls short of
   N, e.g. when the fake node's allocatable CPU is full: n_ready says how many made it);
 - the control plane's own convergence: from the floor's first create until all N of its
@@ -16,7 +17,9 @@ Measures, in one run on one fresh cluster:
 - the operator's RSS at the end and its peak (VmHWM);
 - memory returns: the operator's RSS at its 0-object baseline (after start-up, settled) and
   after all N ModelServices are deleted and gone (settled), and their ratio;
-- `targets_met`: every figure within its target (TARGETS; `targets_missed` names the others).
+- `targets_met`: every figure within its target (TARGETS; `targets_missed` names the others),
+  and the operator applied the kinds the floor creates, no more, no fewer
+  (`children_unlike_floor` names the others).
 The floor runs before and again after the operator (A-B-A: the cluster slows as it takes
 writes), each namespace deleted and waited for before the next phase; `floor_p50_ms` pools both
 floors, and `floor_before_p50_ms` / `floor_after_p50_ms` show each.
@@ -49,21 +52,31 @@ import aiohttp
 import yaml
 from aiops_harness.localcluster import LocalCluster, free_port, temporary_cluster
 
-from aiops_operator.kube import KubeApiError, KubeClient, load_connection, resource_path
-from aiops_operator.manifests import (
-    Owner,
-    RenderOptions,
-    build_configmap,
-    build_deployment,
-    build_service,
-)
+from aiops_operator.handlers import render_options
+from aiops_operator.kube import PLURALS, KubeApiError, KubeClient, load_connection, resource_path
+from aiops_operator.manifests import Owner, build_children
 from aiops_operator.rbac import cluster_role, cluster_role_binding
+from aiops_operator.settings import OperatorSettings
 from aiops_operator.spec import ModelServiceSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-CHILD_PLURALS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"))
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_text())
+# How the operator, run by this bench with its default settings and no ServiceMonitor CRD,
+# renders the example's children: the floor creates the same, both phases wait for all of them.
+FLOOR_OPTIONS = render_options(OperatorSettings(), servicemonitor_available=False)
+
+
+def floor_children(owner: Owner) -> list[dict[str, Any]]:
+    """The children the operator applies for the example ModelService `owner`."""
+    spec = ModelServiceSpec.model_validate(EXAMPLE["spec"])
+    return build_children(owner, spec, FLOOR_OPTIONS).apply
+
+
+CHILD_PLURALS = tuple(
+    (m["apiVersion"], PLURALS[m["kind"]])
+    for m in floor_children(Owner(name="x", namespace="x", uid="", generation=1))
+)
 # Issue 15's targets (stated for N = 1000; held at every N, so N = 2000 shows the headroom).
 TARGETS = {
     "converge_s": 60.0,
@@ -108,7 +121,7 @@ async def watch_forever(client: KubeClient, path: str) -> AsyncIterator[dict[str
 
 
 class Arrivals:
-    """Watches the children of one namespace and records when each name has all three kinds."""
+    """Watches the children of one namespace and records when each name has all its kinds."""
 
     def __init__(self, client: KubeClient, namespace: str) -> None:
         self.client = client
@@ -156,19 +169,13 @@ async def run_floor(
 ) -> tuple[list[float], float]:
     """Create the children directly (no operator, no owner), all at once; the latencies and
     the monotonic time the creates began."""
-    spec = ModelServiceSpec.model_validate(EXAMPLE["spec"])
-    options = RenderOptions()
     arrivals = Arrivals(observer, namespace)
     await arrivals.start()
     starts: dict[str, float] = {}
 
     async def create(name: str) -> None:
         owner = Owner(name=name, namespace=namespace, uid="", generation=1)
-        children = [
-            build_deployment(owner, spec, options),
-            build_service(owner, options),
-            build_configmap(owner, spec),
-        ]
+        children = floor_children(owner)
         for child in children:
             del child["metadata"]["ownerReferences"]  # nothing owns them in the floor
         starts[name] = time.monotonic()
@@ -490,6 +497,14 @@ def requests_made(before: dict[str, float], after: dict[str, float]) -> dict[str
     return dict(sorted(((k, v) for k, v in made.items() if v > 0), key=lambda kv: -kv[1]))
 
 
+def children_unlike_floor(phase_requests: dict[str, int]) -> list[str]:
+    """The child resources the operator applied that the floor does not create, and the ones
+    the floor creates that the operator did not apply: none, or the latency ratio compares
+    different work."""
+    applied = {key.split(" ", 1)[1] for key in phase_requests if key.startswith("APPLY ")}
+    return sorted(applied ^ {plural for _, plural in CHILD_PLURALS})
+
+
 def delete_namespace(cluster: LocalCluster, namespace: str, n: int) -> None:
     """Delete a namespace and wait until it is gone (children garbage-collected)."""
     cluster.kubectl(
@@ -587,6 +602,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         # creates, lists and watches): what its CPU seconds were spent on.
         "phase_requests": phase_requests,
         "floor_phase_requests": floor_requests,
+        "children_unlike_floor": children_unlike_floor(phase_requests),
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(rss_peak, 1),
         "operator_cpu_s": round(cpu_s, 1),
@@ -595,6 +611,8 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         "rss_return_ratio": round(rss_after / rss_baseline, 3),
     }
     missed = missed_targets(result)
+    if result["children_unlike_floor"]:
+        missed.append("children_unlike_floor")
     return {**result, "targets_met": not missed, "targets_missed": missed}
 
 

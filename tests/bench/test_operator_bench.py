@@ -239,3 +239,19 @@ apiserver_request_duration_seconds_count{resource="pods",verb="GET"} 9
     made = operator_bench.requests_made(before, after)
     assert made == {"APPLY deployments": 7, "POST configmaps": 1}  # most first, none unmade
     assert list(made) == ["APPLY deployments", "POST configmaps"]
+
+
+def test_the_floor_creates_the_children_the_operator_applies_for_the_example() -> None:
+    kinds = {plural for _, plural in operator_bench.CHILD_PLURALS}
+    assert {"deployments", "services", "configmaps", "networkpolicies"} <= kinds
+    owner = operator_bench.Owner(name="m", namespace="ns", uid="u", generation=1)
+    assert all(c["metadata"]["name"] == "m" for c in operator_bench.floor_children(owner))
+
+
+def test_a_kind_the_operator_applies_and_the_floor_does_not_create_is_named() -> None:
+    applied = {f"APPLY {plural}": 10 for _, plural in operator_bench.CHILD_PLURALS}
+    assert operator_bench.children_unlike_floor({**applied, "POST modelservices": 10}) == []
+    extra = {**applied, "APPLY horizontalpodautoscalers": 10}
+    assert operator_bench.children_unlike_floor(extra) == ["horizontalpodautoscalers"]
+    fewer = {k: v for k, v in applied.items() if k != "APPLY networkpolicies"}
+    assert operator_bench.children_unlike_floor(fewer) == ["networkpolicies"]
