@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -63,10 +64,33 @@ def build_binaries() -> tuple[Path, Path]:
     return Path(found["bin"]), Path(found["kwok_stages"])
 
 
+PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+
+
+def listen_ports() -> range:
+    """Where free_port looks: below the kernel's ephemeral range, whose ports any outgoing
+    connection may take as its own between our probe and the component's bind (a port the
+    kernel picked for a probe is one of those: seen as "address already in use" in CI)."""
+    try:
+        ephemeral_low = int(PORT_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return range(LOWEST_PORT, max(ephemeral_low, LOWEST_PORT + 1000))
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing listens on, outside the ephemeral range."""
+    ports = listen_ports()
+    for _ in range(200):
+        port = random.randrange(ports.start, ports.stop)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError(f"no free port in {ports.start}-{ports.stop - 1} after 200 tries")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
