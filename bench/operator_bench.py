@@ -2,7 +2,7 @@
 
 Measures, in one run on one fresh cluster:
 - floor: the same children the operator applies for the example (Deployment, Service, ConfigMap,
-  NetworkPolicy: FLOOR_CHILDREN) created directly with the Python client, all N at once: time
+  NetworkPolicy: floor_children) created directly with the Python client, all N at once: time
   from the create calls to all of them seen on a watch;
 - operator: N ModelServices created at once with the operator running under its ServiceAccount:
   time from the ModelService's create call to all its children seen on a watch (p50/p99),
@@ -65,12 +65,12 @@ EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "modelservice.yaml").read_tex
 # How the operator, run by this bench with its default settings and no ServiceMonitor CRD,
 # renders the example's children: the floor creates the same, both phases wait for all of them.
 FLOOR_OPTIONS = render_options(OperatorSettings(), servicemonitor_available=False)
+EXAMPLE_SPEC = ModelServiceSpec.model_validate(EXAMPLE["spec"])
 
 
 def floor_children(owner: Owner) -> list[dict[str, Any]]:
     """The children the operator applies for the example ModelService `owner`."""
-    spec = ModelServiceSpec.model_validate(EXAMPLE["spec"])
-    return build_children(owner, spec, FLOOR_OPTIONS).apply
+    return build_children(owner, EXAMPLE_SPEC, FLOOR_OPTIONS).apply
 
 
 CHILD_PLURALS = tuple(
