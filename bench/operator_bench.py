@@ -15,6 +15,9 @@ Measures, in one run on one fresh cluster:
   floor's (floor_phase_cpu_s): where converge_s went; and the requests the API server served in
   each phase, by verb and resource (phase_requests, floor_phase_requests): what for;
 - the operator's RSS at the end and its peak (VmHWM);
+- the runtimes' GET /drift, which the operator reads from each ready pod, answered on loopback
+  by a stand-in (KWOK's pods have no runtime, and their IPs route nowhere on this host: dialled,
+  they would go out through the default route);
 - memory returns: the operator's RSS at its 0-object baseline (after start-up, settled) and
   after all N ModelServices are deleted and gone (settled), and their ratio;
 - `targets_met`: every figure within its target (TARGETS; `targets_missed` names the others),
@@ -50,6 +53,7 @@ from typing import Any
 
 import aiohttp
 import yaml
+from aiohttp import web
 from aiops_harness.localcluster import LocalCluster, free_port, temporary_cluster
 
 from aiops_operator.handlers import render_options
@@ -355,8 +359,75 @@ def image_env(name: str) -> str:
     return ""
 
 
+# A healthy runtime's GET /drift when it saw no drift, with the fields it answers
+# (DriftMonitor.snapshot in runtime/aiops_runtime/drift.py).
+QUIET_DRIFT = {
+    "model": "breast-cancer-clf",
+    "target": "inputs",
+    "detector": "mmd",
+    "engine": "numpy",
+    "p_value_threshold": 0.05,
+    "window_size": 200,
+    "check_every": 50,
+    "consecutive": 1,
+    "permutations": 200,
+    "window_fill": 200,
+    "samples_seen": 1200,
+    "consecutive_flags": 0,
+    "false_alarm_rows": 0,
+    "calibration": {},
+    "enabled": True,
+    "checks": 20,
+    "checks_skipped": 0,
+    "check_errors": 0,
+    "last_p_value": 0.42,
+    "last_check_time": "2026-01-01T00:00:00.000Z",
+    "last_check_ms": 12.5,
+    "last_distinct_rows": 200,
+    "last_outside_support": 0,
+    "drift": False,
+    "drift_events": 0,
+    "last_drift_time": None,
+    "last_error": None,
+}
+
+
+class RuntimeStandIn:
+    """Every pod's GET /drift on one loopback port, at /<namespace>/<pod>/drift (the operator's
+    pattern names the pod, so it reads each ready pod as it would in a cluster): the reads cost
+    the operator what they cost with real runtimes, and nothing leaves the host."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.reads = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def pattern(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{{namespace}}/{{pod}}"
+
+    async def _drift(self, _request: web.Request) -> web.Response:
+        self.reads += 1
+        return web.json_response(QUIET_DRIFT)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{namespace}/{pod}/drift", self._drift)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 def start_operator(
-    cluster: LocalCluster, kubeconfig: Path, log: Path, snapshots: Path | None = None
+    cluster: LocalCluster,
+    kubeconfig: Path,
+    log: Path,
+    drift_pattern: str,
+    snapshots: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
@@ -364,7 +435,9 @@ def start_operator(
         "KUBECONFIG": str(kubeconfig),
         "AIOPS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
         "AIOPS_OPERATOR_METRICS_PORT": str(free_port()),
-        # KWOK's pod IPs are fake: never dial them.
+        # KWOK's pod IPs route nowhere here: the runtimes are read on loopback (RuntimeStandIn),
+        # and a pod that is not ready is not asked why at its IP.
+        "AIOPS_OPERATOR_DRIFT_URL_PATTERN": drift_pattern,
         "AIOPS_OPERATOR_PROBE_NOT_READY_PODS": "false",
         # As the image runs it (Dockerfile.operator; BENCH_PYTHONMALLOC="" for CPython's own).
         "PYTHONMALLOC": os.environ.get("BENCH_PYTHONMALLOC", image_env("PYTHONMALLOC")),
@@ -543,7 +616,9 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         snapshots = None
         if os.environ.get("BENCH_TRACEMALLOC") in ("1", "report"):
             snapshots = Path(tempfile.mkdtemp(prefix="operator-tracemalloc-"))
-        proc, _port = start_operator(cluster, identity, log, snapshots)
+        runtimes = RuntimeStandIn()
+        await runtimes.start()
+        proc, _port = start_operator(cluster, identity, log, runtimes.pattern, snapshots)
         try:
             await asyncio.sleep(2)  # let Kopf finish its initial listings
             rss_baseline = settled_mb(await sample_rss_mb(proc.pid, SETTLE_BASELINE_S))
@@ -571,6 +646,7 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            await runtimes.stop()
         # The same floor again: a cluster that has taken thousands of writes is slower than a
         # fresh one, so a floor measured only first would flatter it against the operator.
         floor_after, _ = await run_floor(as_operator, client, "bench-floor-after", n)
@@ -606,6 +682,9 @@ async def measure(cluster: LocalCluster, n: int, log: Path) -> dict[str, Any]:
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(rss_peak, 1),
         "operator_cpu_s": round(cpu_s, 1),
+        # GET /drift reads the stand-in answered from the first create until the operator
+        # stopped (after the deletes): how much of the drift loop's work the run includes.
+        "drift_reads": runtimes.reads,
         "rss_baseline_mb": round(rss_baseline, 1),
         "rss_after_delete_mb": round(rss_after, 1),
         "rss_return_ratio": round(rss_after / rss_baseline, 3),

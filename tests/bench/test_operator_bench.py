@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -255,3 +256,28 @@ def test_a_kind_the_operator_applies_and_the_floor_does_not_create_is_named() ->
     assert operator_bench.children_unlike_floor(extra) == ["horizontalpodautoscalers"]
     fewer = {k: v for k, v in applied.items() if k != "APPLY networkpolicies"}
     assert operator_bench.children_unlike_floor(fewer) == ["networkpolicies"]
+
+
+def test_the_runtime_stand_in_answers_each_pod_on_loopback_as_a_quiet_runtime() -> None:
+    from aiops_operator.drift_client import DriftClient, Pod
+
+    async def read() -> Any:
+        runtimes = operator_bench.RuntimeStandIn()
+        await runtimes.start()
+        client = DriftClient(runtimes.pattern, port=8080, timeout_s=5)
+        try:
+            url = client.url("m", "ns", Pod(name="m-abc", ip="198.18.128.9"))
+            reading = await client.read("m", "ns", Pod(name="m-abc", ip="198.18.128.9"))
+        finally:
+            await client.close()
+            await runtimes.stop()
+        return url, reading, runtimes.reads
+
+    url, reading, reads = asyncio.run(read())
+    assert url.startswith("http://127.0.0.1:")
+    assert url.endswith("/ns/m-abc/drift")
+    assert "198.18" not in url  # never the pod's IP, which routes nowhere on this host
+    assert reading.enabled
+    assert not reading.drift
+    assert reading.checks == 20
+    assert reads == 1
