@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from aiops_operator import manifests, operator_metrics
 from aiops_operator.kopf_storage import HandledGenerations, RetryProgress
-from aiops_operator.kube import KubeApiError, KubeClient, load_connection
+from aiops_operator.kube import IDLE_CONNECTION_S, KubeApiError, KubeClient, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
@@ -81,7 +81,9 @@ async def login(memo: Operator, **_: Any) -> kopf.AiohttpSession:
     """
     info = load_connection()
     connector = aiohttp.TCPConnector(
-        ssl=info.as_ssl_context(), limit=kopf_connection_limit(memo.settings)
+        ssl=info.as_ssl_context(),
+        limit=kopf_connection_limit(memo.settings),
+        keepalive_timeout=IDLE_CONNECTION_S,
     )
     session = aiohttp.ClientSession(connector=connector, headers=info.as_http_headers())
     return kopf.AiohttpSession(
