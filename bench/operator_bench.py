@@ -330,6 +330,7 @@ def print_memory_reports(snapshots: Path | None) -> None:
     objects (traced), untraced C allocations, free memory glibc keeps, RSS by mapping."""
     if snapshots is None:
         return
+    baseline: dict[str, Any] = {}
     for k, what in ((1, "baseline"), (2, "all Ready"), (3, "after delete")):
         report = json.loads((snapshots / f"memory-{k}.json").read_text())
         malloc, rss = report["malloc"], report["rss"]
@@ -345,6 +346,17 @@ def print_memory_reports(snapshots: Path | None) -> None:
         shown = " ".join(f"{name}={size / 2**20:.1f}" for name, size in figures.items())
         counts = f"arenas={malloc.get('arenas')} threads={report['threads']}"
         print(f"memory {what}: {shown} {counts} sockets={report['sockets']}", file=sys.stderr)
+        if k > 1:
+            grown = objects_grown(baseline["objects"], report["objects"])
+            print(f"objects {what} vs baseline: {grown}", file=sys.stderr)
+        else:
+            baseline = report
+
+
+def objects_grown(before: dict[str, int], after: dict[str, int], top: int = 15) -> str:
+    """The types with the most more objects in `after` than in `before`: `+N type, ...`."""
+    grown = sorted(((after[t] - before.get(t, 0), t) for t in after), reverse=True)[:top]
+    return ", ".join(f"+{n} {t}" for n, t in grown if n > 0) or "none"
 
 
 def image_env(name: str) -> str:

@@ -5,7 +5,8 @@ writes a snapshot (after a garbage collection, when tracing) to <dir>/snapshot-<
 what the process's memory is made of to <dir>/memory-<k>.json: bytes traced by tracemalloc and
 its own overhead, glibc's heap (obtained from the OS, free in its bins, in large mmapped blocks,
 arenas; from malloc_info), the RSS by kind of mapping (/proc/self/smaps), the heap's RSS after
-one more malloc_trim (what the operator's own trims left resident), threads and sockets. So the
+one more malloc_trim (what the operator's own trims left resident), threads, sockets, and the
+objects the garbage collector tracks, counted by type (what outlives a burst). So the
 benchmark can tell live Python objects from untraced C allocations and from free memory the
 allocator keeps. A debugging aid: tracemalloc's own bookkeeping inflates the RSS figures of a
 traced run (the report mode has none).
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import tracemalloc
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -73,9 +75,17 @@ def rss_by_mapping() -> dict[str, int]:
     return kinds
 
 
+def objects_by_type() -> dict[str, int]:
+    """How many objects the garbage collector tracks (containers: dicts, lists, instances...),
+    by module-qualified type name."""
+    counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    return dict(counts)
+
+
 def memory_report() -> dict[str, Any]:
     traced, _peak = tracemalloc.get_traced_memory()
     return {
+        "objects": objects_by_type(),
         "traced": traced,
         "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
         "malloc": malloc_info(),

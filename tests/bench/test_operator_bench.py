@@ -196,6 +196,13 @@ def test_the_memory_report_sees_a_block_malloc_hands_out_and_where_it_is_residen
     with socket.socket(), socket.socket():
         assert tracer.memory_report()["sockets"] == before["sockets"] + 2
 
+    class Kept:
+        pass
+
+    kept = [Kept() for _ in range(50)]
+    name = f"{Kept.__module__}.{Kept.__qualname__}"
+    assert tracer.memory_report()["objects"][name] == len(kept)
+
 
 def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
@@ -212,13 +219,16 @@ def test_the_memory_reports_are_printed_in_mib_by_what_holds_them(
         "rss": {"[heap]": 30 * 2**20, "anon": 5 * 2**20, "file": 20 * 2**20},
         "threads": 4,
         "sockets": 7,
+        "objects": {"builtins.dict": 100},
     }
     for k in (1, 2, 3):
-        (tmp_path / f"memory-{k}.json").write_text(json.dumps(report))
+        grown = {"builtins.dict": 100 + 50 * k, "kopf.Stream": 300 * (k - 1)}
+        (tmp_path / f"memory-{k}.json").write_text(json.dumps({**report, "objects": grown}))
     operator_bench.print_memory_reports(tmp_path)
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 3
-    assert lines[2].startswith("memory after delete:")
+    assert len(lines) == 5
+    assert lines[3].startswith("memory after delete:")
+    assert lines[4] == "objects after delete vs baseline: +600 kopf.Stream, +100 builtins.dict"
     assert "traced=10.0 untraced_in_malloc=20.0 malloc_free=8.0" in lines[0]
     assert "rss_heap=30.0" in lines[0]
     assert "arenas=3 threads=4 sockets=7" in lines[0]
