@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from aiops_operator import manifests, operator_metrics
 from aiops_operator.kopf_storage import HandledGenerations, RetryProgress
-from aiops_operator.kube import IDLE_CONNECTION_S, KubeApiError, KubeClient, load_connection
+from aiops_operator.kube import KubeApiError, KubeClient, api_connector, load_connection
 from aiops_operator.manifests import Children, Owner, RenderOptions
 from aiops_operator.memo import Operator
 from aiops_operator.settings import OperatorSettings
@@ -80,11 +80,7 @@ async def login(memo: Operator, **_: Any) -> kopf.AiohttpSession:
     for its annotation patches, each ~0.3 MB of buffers and a handshake of CPU on both ends.
     """
     info = load_connection()
-    connector = aiohttp.TCPConnector(
-        ssl=info.as_ssl_context(),
-        limit=kopf_connection_limit(memo.settings),
-        keepalive_timeout=IDLE_CONNECTION_S,
-    )
+    connector = api_connector(info, kopf_connection_limit(memo.settings))
     session = aiohttp.ClientSession(connector=connector, headers=info.as_http_headers())
     return kopf.AiohttpSession(
         aiohttp_session=session,

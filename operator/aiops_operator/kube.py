@@ -20,6 +20,15 @@ import kopf
 # free before the heap is trimmed (heap.TRIM_AFTER_S), not kept resident while the operator idles.
 IDLE_CONNECTION_S = 4.0
 
+
+def api_connector(connection: kopf.ConnectionInfo, limit: int) -> aiohttp.TCPConnector:
+    """A pool of connections to the API server (ours and Kopf's): its TLS, at most `limit`
+    (0: no bound), each closed after IDLE_CONNECTION_S idle."""
+    return aiohttp.TCPConnector(
+        ssl=connection.as_ssl_context(), limit=limit, keepalive_timeout=IDLE_CONNECTION_S
+    )
+
+
 PLURALS = {
     "Deployment": "deployments",
     "Service": "services",
@@ -118,11 +127,7 @@ class KubeClient:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self._connection.as_ssl_context(),
-                limit=self._max_connections,
-                keepalive_timeout=IDLE_CONNECTION_S,
-            )
+            connector = api_connector(self._connection, self._max_connections)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._connection.as_http_headers(),
